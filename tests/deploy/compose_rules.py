@@ -1,0 +1,180 @@
+"""Rules docker-compose.yml must keep, as functions returning a list of problems.
+
+No Docker engine runs in CI, so these stand in for `docker compose up`: each rule reads the
+parsed compose file (a dict, YAML merge keys already applied) and names what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
+# Where each kind of service keeps state that must survive a container being replaced.
+STATE_PATHS = {
+    "redis": ["/data"],
+    "api": ["/srv/sam3v/state", "/srv/sam3v/runs"],
+    "worker": ["/srv/sam3v/state", "/srv/sam3v/runs"],
+    "postgres": ["/var/lib/postgresql/data"],
+}
+READ_ONLY_PATHS = ["/srv/sam3v/data", "/srv/sam3v/data/weights"]
+
+
+def compose_schema() -> dict:
+    """The Compose Specification JSON schema, as vendored by the check-jsonschema package."""
+    files = resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads((files / "compose-spec.json").read_text())
+
+
+def schema_problems(compose: dict) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in validator.iter_errors(compose)]
+
+
+def workers(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if name.startswith("worker")}
+
+
+def gpu_devices(service: dict) -> list[dict]:
+    reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
+    return [d for d in reservations.get("devices", []) if "gpu" in d.get("capabilities", [])]
+
+
+def gpu_ids(service: dict) -> list[str]:
+    return [str(i) for d in gpu_devices(service) for i in d.get("device_ids", [])]
+
+
+def option(command: list[str], flag: str) -> str | None:
+    """Value following `flag` in an exec-form command, or None."""
+    return command[command.index(flag) + 1] if flag in command[:-1] else None
+
+
+def volume_mounts(service: dict) -> list[tuple[str, str, bool]]:
+    """(source, target, read_only) for every volume, short or long syntax."""
+    mounts = []
+    for v in service.get("volumes", []):
+        if isinstance(v, str):
+            # The source may hold ${VAR:-default}, whose default has no colon here.
+            parts = re.sub(r"\$\{[^}]*\}", "VAR", v).split(":")
+            source = v.rsplit(":", len(parts) - 1)[0]
+            mounts.append((source, parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+        else:
+            mounts.append((v.get("source", ""), v["target"], bool(v.get("read_only"))))
+    return mounts
+
+
+def service_kind(name: str) -> str:
+    return "worker" if name.startswith("worker") else name
+
+
+def gpu_problems(compose: dict) -> list[str]:
+    problems, owner = [], {}
+    for name, svc in workers(compose).items():
+        devices = gpu_devices(svc)
+        if not devices:
+            problems.append(f"{name}: reserves no GPU (deploy.resources.reservations.devices)")
+        for d in devices:
+            if d.get("driver") != "nvidia" or not d.get("device_ids"):
+                problems.append(f"{name}: GPU reservation needs driver nvidia and device_ids")
+        for gpu in gpu_ids(svc):
+            if gpu in owner:
+                problems.append(f"GPU {gpu} reserved by both {owner[gpu]} and {name}")
+            owner[gpu] = name
+    return problems
+
+
+def queue_problems(compose: dict) -> list[str]:
+    """Each worker consumes gpu<N> where N = its GPUs, and SAM3V_WORKER_GPUS lists 0..N-1
+    (inside the container the reserved GPUs are renumbered from 0)."""
+    problems, ids, nodes = [], {}, {}
+    for name, svc in workers(compose).items():
+        env = svc.get("environment", {})
+        n = len(gpu_ids(svc))
+        listed = env.get("SAM3V_WORKER_GPUS")
+        if listed is None or [g.strip() for g in str(listed).split(",") if g.strip()] != [str(i) for i in range(n)]:
+            problems.append(f"{name}: SAM3V_WORKER_GPUS={listed!r} does not list its {n} GPUs as 0..{n - 1}")
+        queue = option(svc.get("command", []), "-Q")
+        if queue != f"gpu{n}":
+            problems.append(f"{name}: consumes queue {queue!r}, but owns {n} GPU(s): expected 'gpu{n}'")
+        worker_id = env.get("SAM3V_WORKER_ID")
+        if not worker_id or worker_id in ids:
+            problems.append(f"{name}: SAM3V_WORKER_ID {worker_id!r} missing or shared with {ids.get(worker_id)}")
+        ids[worker_id] = name
+        node = option(svc.get("command", []), "-n")
+        if not node or node.split("@")[0] != worker_id:
+            problems.append(f"{name}: celery node name {node!r} should be '{worker_id}@%h' (its healthcheck pings it)")
+        if (node, svc.get("hostname")) in nodes:
+            problems.append(f"{name}: node name {node!r} on host {svc.get('hostname')!r} is not unique")
+        nodes[(node, svc.get("hostname"))] = name
+    return problems
+
+
+def health_and_restart_problems(compose: dict) -> list[str]:
+    problems = []
+    for name, svc in compose["services"].items():
+        test = svc.get("healthcheck", {}).get("test")
+        if not test or svc["healthcheck"].get("disable"):
+            problems.append(f"{name}: no healthcheck")
+        if svc.get("restart") not in RESTART_POLICIES:
+            problems.append(f"{name}: restart is {svc.get('restart')!r}, expected one of {sorted(RESTART_POLICIES)}")
+    return problems
+
+
+def volume_problems(compose: dict) -> list[str]:
+    problems = []
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        mounts = volume_mounts(svc)
+        by_target = {target: (source, ro) for source, target, ro in mounts}
+        for path in STATE_PATHS.get(service_kind(name), []):
+            source, _ = by_target.get(path, ("", False))
+            if not source:
+                problems.append(f"{name}: state path {path} is not on a volume")
+        for source, target, _ in mounts:
+            named = not source.startswith((".", "/", "$", "~"))
+            if named and source not in declared:
+                problems.append(f"{name}: volume {source!r} (for {target}) is not declared under volumes:")
+        if service_kind(name) in {"api", "worker"}:
+            for path in READ_ONLY_PATHS:
+                if path not in by_target or not by_target[path][1]:
+                    problems.append(f"{name}: {path} must be mounted read-only")
+    return problems
+
+
+def shutdown_problems(compose: dict) -> list[str]:
+    """Workers must checkpoint on `docker compose stop`: SIGTERM becomes Celery's soft
+    shutdown and the grace period leaves time to write a checkpoint."""
+    problems = []
+    for name, svc in workers(compose).items():
+        if svc.get("init") is not True:
+            problems.append(f"{name}: needs init: true (signal forwarding, zombie reaping)")
+        if svc.get("environment", {}).get("REMAP_SIGTERM") != "SIGQUIT":
+            problems.append(f"{name}: REMAP_SIGTERM=SIGQUIT maps SIGTERM to Celery's soft shutdown")
+        if svc.get("stop_signal", "SIGTERM") != "SIGTERM":
+            problems.append(f"{name}: stop_signal must be SIGTERM")
+        if parse_duration(svc.get("stop_grace_period", "10s")) < 120:
+            problems.append(f"{name}: stop_grace_period under 2 minutes is too short to checkpoint")
+        if not svc.get("shm_size"):
+            problems.append(f"{name}: no shm_size (DataLoader workers share batches via /dev/shm)")
+        ulimits = svc.get("ulimits", {})
+        if ulimits.get("memlock") != -1 or "stack" not in ulimits:
+            problems.append(f"{name}: ulimits need memlock: -1 and a stack size")
+    return problems
+
+
+def parse_duration(text: str | int) -> float:
+    """Compose durations: '1m30s', '10m', '90s', or a bare number of seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a compose duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+ALL_RULES = [schema_problems, gpu_problems, queue_problems, health_and_restart_problems,
+             volume_problems, shutdown_problems]

@@ -1,0 +1,136 @@
+"""docker-compose.yml against the Compose Specification schema and the deployment rules.
+
+Each rule is also run on a deliberately broken copy, so a rule that can never fail fails here.
+"""
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy import compose_rules as rules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.mark.parametrize("rule", rules.ALL_RULES, ids=lambda r: r.__name__)
+def test_compose_file_keeps_rule(compose, rule):
+    assert rule(compose) == []
+
+
+def test_schema_is_the_compose_specification():
+    schema = rules.compose_schema()
+    assert schema["title"] == "Compose Specification"
+    assert "services" in schema["properties"]
+
+
+def test_schema_rejects_a_misspelt_key(compose):
+    broken = copy.deepcopy(compose)
+    broken["services"]["api"]["healtcheck"] = broken["services"]["api"].pop("healthcheck")
+    assert any("healtcheck" in p for p in rules.schema_problems(broken))
+
+
+def test_a_gpu_shared_by_two_workers_is_caught(compose):
+    broken = copy.deepcopy(compose)
+    broken["services"]["worker-gpu1"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] = ["0"]
+    assert rules.gpu_problems(broken) == ["GPU 0 reserved by both worker-gpu0 and worker-gpu1"]
+
+
+def test_a_queue_that_does_not_match_the_gpu_count_is_caught(compose):
+    broken = copy.deepcopy(compose)
+    worker = broken["services"]["worker-gpu0"]
+    worker["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] = ["2", "3"]
+    problems = rules.queue_problems(broken)
+    assert any("expected 'gpu2'" in p for p in problems)
+    assert any("SAM3V_WORKER_GPUS='0'" in p for p in problems)
+    worker["environment"]["SAM3V_WORKER_GPUS"] = "0,1"
+    worker["command"][worker["command"].index("-Q") + 1] = "gpu2"
+    assert rules.queue_problems(broken) == []
+
+
+def test_missing_healthcheck_restart_or_state_volume_is_caught(compose):
+    broken = copy.deepcopy(compose)
+    del broken["services"]["redis"]["healthcheck"]
+    broken["services"]["api"]["restart"] = "no"
+    broken["services"]["worker-gpu0"]["volumes"] = [
+        v for v in broken["services"]["worker-gpu0"]["volumes"] if not v.startswith("runs:")]
+    broken["services"]["api"]["volumes"].append("scratch:/tmp/scratch")
+    assert rules.health_and_restart_problems(broken) == [
+        "redis: no healthcheck",
+        "api: restart is 'no', expected one of ['always', 'on-failure', 'unless-stopped']"]
+    assert rules.volume_problems(broken) == [
+        "api: volume 'scratch' (for /tmp/scratch) is not declared under volumes:",
+        "worker-gpu0: state path /srv/sam3v/runs is not on a volume"]
+
+
+def test_datasets_and_weights_are_read_only(compose):
+    broken = copy.deepcopy(compose)
+    vols = broken["services"]["api"]["volumes"]
+    vols[:] = [v.removesuffix(":ro") for v in vols]
+    assert rules.volume_problems(broken) == [
+        "api: /srv/sam3v/data must be mounted read-only",
+        "api: /srv/sam3v/data/weights must be mounted read-only"]
+
+
+def test_worker_shutdown_settings_are_checked(compose):
+    broken = copy.deepcopy(compose)
+    worker = broken["services"]["worker-gpu0"]
+    worker["stop_grace_period"] = "30s"
+    del worker["environment"]["REMAP_SIGTERM"]
+    assert len(rules.shutdown_problems(broken)) == 2
+
+
+def test_flower_and_extra_workers_are_opt_in(compose):
+    services = compose["services"]
+    default = {name for name, svc in services.items() if not svc.get("profiles")}
+    assert default == {"redis", "api", "worker-gpu0"}
+    assert services["flower"]["profiles"] == ["flower"]
+
+
+def test_api_migrates_before_serving_and_checks_healthz(compose):
+    api = compose["services"]["api"]
+    script = api["command"][-1]
+    assert script.index("api.migrate") < script.index("uvicorn api.main:app")
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+
+
+def test_redis_keeps_messages(compose):
+    command = compose["services"]["redis"]["command"]
+    assert rules.option(command, "--appendonly") == "yes"
+    assert rules.option(command, "--maxmemory-policy") == "noeviction"
+
+
+def test_duration_parser():
+    assert rules.parse_duration("1m30s") == 90
+    assert rules.parse_duration("10m") == 600
+    with pytest.raises(ValueError):
+        rules.parse_duration("ten minutes")
+
+
+def documented_names() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*(SAM3V_[A-Z0-9_]+)=", text, flags=re.M))
+
+
+def test_env_example_documents_every_setting():
+    from api.settings import Settings
+
+    expected = {f"SAM3V_{name.upper()}" for name in Settings.model_fields}
+    assert expected - documented_names() == set()
+
+
+def test_env_example_documents_every_compose_variable():
+    used = set(re.findall(r"\$\{(SAM3V_[A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
+    assert used and used - documented_names() == set()
+
+
+def test_dockerfile_keeps_the_base_image_torch():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}", dockerfile, flags=re.M)
+    assert "pip install -c /tmp/keep-torch.txt" in dockerfile
