@@ -1,0 +1,69 @@
+"""The one settings object of the service (API and worker read the same one).
+
+Every field comes from an environment variable with the SAM3V_ prefix, e.g.
+SAM3V_DATABASE_URL. DATA_ROOT, RUNS_ROOT and DATABASE_URL are accepted without the
+prefix too, because the training program and ops habits use those plain names.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _comma_list(value):
+    """'a, b' -> ['a', 'b']; lists pass through (so Settings(cors_origins=[...]) works)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SAM3V_", extra="ignore")
+
+    home: Path = Field(default=Path(".sam3v"), description="local stack home; default for the paths below")
+    database_url: str = Field(default="", validation_alias=AliasChoices("SAM3V_DATABASE_URL", "DATABASE_URL", "database_url"))
+    data_root: Path | None = Field(default=None, validation_alias=AliasChoices("SAM3V_DATA_ROOT", "DATA_ROOT", "data_root"))
+    runs_root: Path | None = Field(default=None, validation_alias=AliasChoices("SAM3V_RUNS_ROOT", "RUNS_ROOT", "runs_root"))
+    broker_url: str = "redis://localhost:6379/0"
+    cors_origins: Annotated[list[str], NoDecode] = []
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    gpu_counts: Annotated[list[int], NoDecode] = Field(default=[0], description="GPU counts some worker queue serves")
+    lease_seconds: int = Field(default=60, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    # Longer than the longest job, or Redis redelivers a running task (see issue 4).
+    visibility_timeout_s: int = Field(default=7 * 24 * 3600, ge=1)
+    db_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    token_bytes: int = Field(default=32, ge=16, description="random bytes in a new API token")
+    token_prefix: str = "sam3v_"
+    sse_poll_seconds: float = Field(default=0.5, gt=0)
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Worker-only; kept here so there is one settings object.
+    worker_gpus: str = ""
+    worker_id: str = ""
+
+    _split_lists = field_validator("cors_origins", "gpu_counts", mode="before")(_comma_list)
+
+    @model_validator(mode="after")
+    def _defaults_under_home(self):
+        home = self.home.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(home / 'sam3v.db').resolve()}"
+        if self.data_root is None:
+            self.data_root = home / "data"
+        if self.runs_root is None:
+            self.runs_root = home / "runs"
+        self.data_root = self.data_root.expanduser().resolve()
+        self.runs_root = self.runs_root.expanduser().resolve()
+        return self
+
+    def run_dir(self, job_id: int) -> Path:
+        return self.runs_root / f"job-{job_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
