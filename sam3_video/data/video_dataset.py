@@ -1,0 +1,146 @@
+"""sam3's VideoGroundingDataset over a native dataset, its collate function, and the
+deterministic clip iteration the evaluator uses.
+
+Randomness (for exact resume): VideoGroundingDataset draws everything from its own
+`dataset.rng`, a `random.Random` (python's `random`, not numpy, not torch) that
+`set_curr_epoch(epoch)` reseeds to 42 + epoch and that then ADVANCES with every item
+loaded: per item, `rng.randint(stride_min, stride_max)` for the stride, `rng.randint` for
+the first frame, then `rng.random() < 0.5` for time reversal only when random_reverse is
+on. So an item's frames depend on how many items that dataset copy loaded before (and each
+DataLoader worker has its own copy). To resume exactly, reseed `dataset.rng` per item from
+(seed, epoch, position), as sam3_video.sampler.SeededSamples does, or save and restore
+`dataset.rng.getstate()`. The transforms below draw no random numbers at all (sam3's
+RandomResizeAPI would call the global `random.choice` even with one size).
+With training=False nothing is sampled: every frame of the datapoint is loaded.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sam3.model.data_misc import BatchedDatapoint
+from sam3.train.data.collator import collate_fn_api
+from sam3.train.data.sam3_image_dataset import Datapoint
+from sam3.train.data.sam3_video_dataset import VideoGroundingDataset
+from sam3.train.transforms.basic_for_api import ComposeAPI, NormalizeAPI, ToTensorAPI, resize
+from sam3.train.transforms.segmentation import DecodeRle
+
+from .loader import DatapointRef, NativeGroundingLoader
+from .native import ANNOTATION_FILE, IMAGE_DIR, load_native
+
+# sam3's image normalisation (its predictors use the same mean/std)
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
+# No dataset-level caps: sam3 would silently swap a datapoint over these for another one.
+_NO_LIMIT = 1_000_000
+
+
+class SquareResize:
+    """Resize every frame (and its boxes and masks) to size x size. No randomness."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, datapoint: Datapoint, **kwargs) -> Datapoint:
+        for i in range(len(datapoint.images)):
+            datapoint = resize(datapoint, i, self.size, square=True)
+        return datapoint
+
+
+def video_transforms(image_size: int) -> list:
+    """RLE -> mask, square resize, tensor, normalise; boxes end as normalised cxcywh."""
+    return [ComposeAPI(transforms=[
+        DecodeRle(),
+        SquareResize(image_size),
+        ToTensorAPI(),
+        NormalizeAPI(mean=list(IMAGE_MEAN), std=list(IMAGE_STD)),
+    ])]
+
+
+class NativeVideoDataset(VideoGroundingDataset):
+    """sam3's VideoGroundingDataset without its silent retry: upstream catches OSError and
+    ValueError (a missing frame, a clip too short) and returns the NEXT item instead, which
+    would train or score the wrong clip. Here the error propagates, naming the file."""
+
+    def __getitem__(self, index: int) -> Datapoint:
+        datapoint = self._load_datapoint(index)
+        for transform in self._transforms:
+            datapoint = transform(datapoint, epoch=self.curr_epoch)
+        return datapoint
+
+
+def _grounding_dataset(root: Path, loader, *, image_size: int, frames_per_clip: int,
+                       stride_min: int, stride_max: int, random_reverse: bool,
+                       training: bool) -> NativeVideoDataset:
+    return NativeVideoDataset(
+        num_stages_sample=frames_per_clip, stage_stride_min=stride_min,
+        stage_stride_max=stride_max, random_reverse_time_axis=random_reverse,
+        img_folder=str(root / IMAGE_DIR), ann_file=str(root / ANNOTATION_FILE),
+        transforms=video_transforms(image_size), training=training, load_segmentation=True,
+        coco_json_loader=loader, max_ann_per_img=_NO_LIMIT, multiplier=1,
+        max_train_queries=_NO_LIMIT, max_val_queries=_NO_LIMIT,
+        max_masklet_num_in_video=_NO_LIMIT,
+    )
+
+
+def make_video_dataset(root: str | Path, *, image_size: int, frames_per_clip: int,
+                       stride_min: int = 1, stride_max: int = 1, random_reverse: bool = False,
+                       training: bool = True, include_negatives: bool = False,
+                       ) -> NativeVideoDataset:
+    """One item = one (video, noun phrase) pair: a Datapoint of frames_per_clip frames
+    (training: a random window, see the module doc for its RNG; training=False: every frame).
+
+    Videos shorter than frames_per_clip are left out of training (sam3 would otherwise
+    swap in the next item without a word). Raises DatasetError if the dataset is unusable.
+    """
+    if stride_max < stride_min or stride_min < 1:
+        raise ValueError("need 1 <= stride_min <= stride_max")
+    root = Path(root)
+    loader = functools.partial(NativeGroundingLoader, include_negatives=include_negatives,
+                               min_frames=frames_per_clip if training else 1)
+    return _grounding_dataset(root, loader, image_size=image_size,
+                              frames_per_clip=frames_per_clip, stride_min=stride_min,
+                              stride_max=stride_max, random_reverse=random_reverse,
+                              training=training)
+
+
+def collate(items: list[Datapoint]) -> BatchedDatapoint:
+    """Batch datapoints with sam3's collator (segmentation masks included)."""
+    return collate_fn_api(items, dict_key="batch", with_seg_masks=True)["batch"]
+
+
+@dataclass
+class EvalClip:
+    """A window of one video for one noun phrase, ready for collate()."""
+    video_id: int
+    category_id: int
+    noun_phrase: str
+    frame_indices: list[int]     # the clip's frames, as indices into the whole video
+    datapoint: Datapoint
+
+
+def eval_clips(root: str | Path, *, image_size: int, frames_per_clip: int | None = None,
+               include_negatives: bool = True) -> Iterator[EvalClip]:
+    """Every (video, noun phrase) pair, cut into consecutive windows of frames_per_clip
+    frames (the last window of a video may be shorter; None = the whole video), in a fixed
+    order: videos in file order, phrases by category id, windows in time order. No random
+    sampling. Negatives (phrases absent from a video) are included by default because
+    phrase-level metrics need them."""
+    root = Path(root)
+    loader = functools.partial(NativeGroundingLoader, window=frames_per_clip,
+                               include_negatives=include_negatives)
+    dataset = _grounding_dataset(root, loader, image_size=image_size, frames_per_clip=1,
+                                 stride_min=1, stride_max=1, random_reverse=False,
+                                 training=False)
+    refs: list[DatapointRef] = dataset.coco.datapoints
+    native = dataset.coco.native
+    for index, ref in enumerate(refs):
+        yield EvalClip(video_id=ref.video_id, category_id=ref.category_id,
+                       noun_phrase=native.categories[ref.category_id],
+                       frame_indices=ref.frame_indices, datapoint=dataset[index])
+
+
+__all__ = ["make_video_dataset", "NativeVideoDataset", "collate", "eval_clips", "EvalClip", "load_native",
+           "video_transforms", "SquareResize"]
