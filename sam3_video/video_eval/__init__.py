@@ -1,0 +1,18 @@
+"""Video metrics for predicted masklets: sam3's own evaluators plus DAVIS J&F.
+
+    link_detections(frame_detections, video_id=, category_id=)  per-frame detections -> masklets
+    score_predictions(dataset_dir, predictions)                 -> {"headline": {...}, ...}
+    predictions_from_ground_truth(dataset_dir)                  the perfect prediction set
+
+A prediction (masklet) is {"video_id", "category_id", "score", "segmentations": [RLE | None
+per frame], "bboxes", "areas"}, the format of sam3.eval. This package knows nothing of
+models: the evaluator and the trainer turn model outputs into masklets and call it.
+"""
+from .ground_truth import GroundTruthError, load_annotations, predictions_from_ground_truth
+from .linking import LINKING_METHOD, link_detections
+from .scoring import HEADLINE_KEYS, score_predictions
+
+__all__ = [
+    "GroundTruthError", "HEADLINE_KEYS", "LINKING_METHOD", "link_detections",
+    "load_annotations", "predictions_from_ground_truth", "score_predictions",
+]

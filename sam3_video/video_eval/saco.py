@@ -1,0 +1,62 @@
+"""Run sam3's own video evaluator suite (YTVIS mask/box mAP, phrase AP, TETA, HOTA, cgF1).
+
+The upstream code reads and writes files and prints a great deal (also from its worker
+processes), so it runs in a scratch directory with stdout/stderr sent to a log file there;
+the log's tail is attached to any error.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    # File-descriptor level, because the evaluators' multiprocessing workers write to fd 1/2
+    # directly; contextlib.redirect_stdout would only catch this process's print().
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+class EvaluatorError(RuntimeError):
+    pass
+
+
+def run_saco_suite(gt: dict, predictions: list[dict]) -> dict:
+    """{"dataset_results": {metric: value}, "video_np_results": [...]} from VEvalEvaluator.
+
+    `predictions` must be non-empty (the upstream loader indexes the first one).
+    """
+    # Imported here: pulling in sam3.eval costs seconds and most callers of the package
+    # (linking, J&F) do not need it.
+    from sam3.eval.saco_veval_eval import VEvalEvaluator
+
+    with tempfile.TemporaryDirectory(prefix="sam3v-eval-") as scratch:
+        scratch = Path(scratch)
+        gt_file, pred_file = scratch / "gt.json", scratch / "predictions.json"
+        out_file, log_file = scratch / "eval_results.json", scratch / "evaluator.log"
+        gt_file.write_text(json.dumps(gt))
+        pred_file.write_text(json.dumps(predictions))
+        try:
+            with _output_to(log_file):
+                return VEvalEvaluator(str(gt_file), str(out_file)).run_eval(str(pred_file))
+        except Exception as err:
+            tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+            raise EvaluatorError(f"sam3 video evaluator failed: {err!r}\n{tail}") from err

@@ -1,0 +1,47 @@
+"""Fixtures for the video metrics: a tiny native dataset whose masklets we know exactly."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sam3_video.video_eval import masks
+
+HEIGHT, WIDTH, FRAMES = 48, 64, 4
+PHRASES = {1: "red square", 2: "blue disc", 3: "green bar"}
+# (video id, category id, x0, y0) per object: video 1 has two red squares and a blue disc,
+# video 2 a blue disc and a green bar, so "green bar" in video 1 and "red square" in
+# video 2 are negative (video, phrase) pairs, which cgF1 needs.
+OBJECTS = [(1, 1, 5, 5), (1, 1, 30, 20), (1, 2, 10, 25), (2, 2, 40, 5), (2, 3, 5, 30)]
+
+
+def box_mask(x0: int, y0: int, t: int) -> np.ndarray:
+    """A 12x10 box moving right 2 px and down 1 px per frame."""
+    m = np.zeros((HEIGHT, WIDTH), bool)
+    m[y0 + t:y0 + t + 10, x0 + 2 * t:x0 + 2 * t + 12] = True
+    return m
+
+
+def write_dataset(root, objects=OBJECTS) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    video_ids = sorted({o[0] for o in objects})
+    videos = [{"id": v, "width": WIDTH, "height": HEIGHT, "length": FRAMES,
+               "file_names": [f"v{v}/{t:05d}.jpg" for t in range(FRAMES)]} for v in video_ids]
+    annotations = []
+    for ann_id, (v, c, x0, y0) in enumerate(objects, start=1):
+        segs = [masks.to_rle(box_mask(x0, y0, t)) for t in range(FRAMES)]
+        annotations.append({"id": ann_id, "video_id": v, "category_id": c, "iscrowd": 0,
+                            "segmentations": segs, "bboxes": [masks.bbox(s) for s in segs],
+                            "areas": [masks.area(s) for s in segs]})
+    data = {"videos": videos, "annotations": annotations,
+            "categories": [{"id": i, "name": n} for i, n in PHRASES.items()]}
+    (root / "annotations.json").write_text(json.dumps(data))
+    return data
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_vis")
+    write_dataset(root)
+    return root
