@@ -96,7 +96,7 @@ def test_flower_and_extra_workers_are_opt_in(compose):
 def test_api_migrates_before_serving_and_checks_healthz(compose):
     api = compose["services"]["api"]
     script = api["command"][-1]
-    assert script.index("api.migrate") < script.index("uvicorn api.main:app")
+    assert script.index("store.migrate()") < script.index("uvicorn api.main:app")
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
 
 
