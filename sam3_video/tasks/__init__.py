@@ -1,0 +1,65 @@
+"""Training tasks: what the one trainer (sam3_video.train) trains.
+
+A task owns everything specific to what is learnt; the trainer owns everything generic
+(process group, optimiser, AMP, accumulation, checkpoints, metrics, signals). A task is
+built from a TrainConfig or an EvalConfig and provides:
+
+    check() -> None                 resolve and validate the dataset paths of the config;
+                                    raise config.ConfigError naming the field or file.
+                                    Called on every rank before anything is trained.
+    build_model() -> nn.Module      the model on CPU, initial weights loaded, freezing applied.
+    train_dataset() -> Dataset      items fed to collate(); random augmentation must come
+                                    from `random`/numpy/torch or the dataset's own `rng`
+                                    (the trainer reseeds those per item, for exact resume).
+    collate(items) -> batch
+    num_frames(batch) -> int        frames in a batch, for frames_per_s.
+    loss(model, batch) -> dict[str, Tensor]
+                                    "loss" is the scalar to minimise; every other entry is a
+                                    component that is logged under its own key. `model` may
+                                    be DDP-wrapped: call model(...) for the forward pass.
+    evaluate(model, dataset_dir) -> dict[str, float]
+                                    metrics on a held-out dataset (rank 0, no grad, eval mode).
+    find_unused_parameters: bool    passed to DistributedDataParallel.
+
+Register a new task in `get_task`.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from sam3_video.config import EvalConfig, TrainConfig
+
+
+class Task(Protocol):
+    find_unused_parameters: bool
+
+    def check(self) -> None: ...
+
+    def build_model(self) -> torch.nn.Module: ...
+
+    def train_dataset(self) -> Dataset: ...
+
+    def collate(self, items: list): ...
+
+    def num_frames(self, batch) -> int: ...
+
+    def loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]: ...
+
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]: ...
+
+
+def get_task(cfg: TrainConfig | EvalConfig) -> Task:
+    if cfg.task == "detect":
+        from sam3_video.tasks.detect import DetectTask
+        return DetectTask(cfg)
+    if cfg.task == "track":
+        try:
+            from sam3_video.tasks.track import TrackTask
+        except ImportError:
+            from sam3_video.config import ConfigError
+            raise ConfigError(["task: 'track' is not available in this build"]) from None
+        return TrackTask(cfg)
+    raise ValueError(f"unknown task {cfg.task!r}")

@@ -1,0 +1,139 @@
+"""The `detect` task: grounding a noun phrase on every frame of a clip (SAM3's detector).
+
+Model and loss come from sam3_video.model, clips from sam3_video.data; this module only
+wires them to the trainer's Task interface (see sam3_video.tasks) and the evaluator.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig, data_path, weights_path
+
+
+def dataset_problems(field: str, root: Path, min_frames: int | None = None) -> list[str]:
+    """Every problem of the dataset at `root` (validator of sam3_video.data), each line
+    naming the config field and the file; [] when it can be used."""
+    from sam3_video.data import load_native
+    from sam3_video.data.problems import DatasetError
+
+    if not root.is_dir():
+        return [f"{field}: dataset directory {root} does not exist"]
+    try:
+        native = load_native(root)
+    except DatasetError as err:
+        return [f"{field}: {root / p.file}" + (f" {p.record}" if p.record else "") + f": {p.message}"
+                for p in err.dataset_problems]
+    problems = []
+    if not native.tracks:
+        problems.append(f"{field}: {native.annotation_file}: no annotations to learn from")
+    # Shorter videos are skipped in training; with none long enough nothing is left.
+    if min_frames is not None and native.videos and all(
+            v.length < min_frames for v in native.videos.values()):
+        longest = max(v.length for v in native.videos.values())
+        problems.append(f"{field}: {native.annotation_file}: the longest video has {longest} "
+                        f"frames, data.frames_per_clip asks for {min_frames}")
+    return problems
+
+
+class DetectTask:
+    find_unused_parameters = True  # frozen parts and unused heads must not stall DDP
+
+    def __init__(self, cfg: TrainConfig | EvalConfig):
+        from sam3_video.model.presets import default_image_size
+
+        self.cfg = cfg
+        self.image_size = cfg.data.image_size or default_image_size(cfg.model.preset)
+        self._loss_fn = None
+
+    # -- checks ------------------------------------------------------------------------
+
+    def dataset_fields(self) -> dict[str, str]:
+        data = self.cfg.data
+        if isinstance(self.cfg, TrainConfig):
+            return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
+        return {"data.dataset": data.dataset}
+
+    def check(self) -> None:
+        problems = []
+        min_frames = self.cfg.data.frames_per_clip if isinstance(self.cfg, TrainConfig) else None
+        for field, path in self.dataset_fields().items():
+            try:
+                root = data_path(path, field)
+            except ConfigError as err:
+                problems += err.problems
+                continue
+            problems += dataset_problems(field, root, min_frames if field == "data.train" else None)
+        init = self.cfg.model.init
+        if init is not None and init.path is not None:
+            try:
+                path = weights_path(init.path, "model.init.path")
+                if not path.is_file():
+                    problems.append(f"model.init.path: {path} does not exist")
+            except ConfigError as err:
+                problems += err.problems
+        if problems:
+            raise ConfigError(problems)
+
+    # -- model and data ----------------------------------------------------------------
+
+    def build_model(self) -> torch.nn.Module:
+        from sam3_video.model import build_model
+
+        # Loads model.init.path (ours or upstream sam3.pt) and applies model.freeze.
+        return build_model(self.cfg.model, self.image_size)
+
+    def train_dataset(self):
+        from sam3_video.data import make_video_dataset
+
+        data = self.cfg.data
+        return make_video_dataset(
+            str(data_path(data.train, "data.train")), image_size=self.image_size,
+            frames_per_clip=data.frames_per_clip, stride_min=data.frame_stride_min,
+            stride_max=data.frame_stride_max, random_reverse=data.random_reverse_time,
+            training=True)
+
+    def collate(self, items: list):
+        from sam3_video.data import collate
+
+        return collate(items)
+
+    def num_frames(self, batch) -> int:
+        return int(batch.img_batch.shape[0])
+
+    # -- loss and evaluation -----------------------------------------------------------
+
+    def loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
+        if self._loss_fn is None:
+            from sam3_video.model import build_detection_loss
+            from sam3_video.model.presets import preset_dims
+
+            self._loss_fn = build_detection_loss(
+                preset_dims(self.cfg.model.preset).num_queries,
+                distributed=torch.distributed.is_initialized())
+        device = next(model.parameters()).device
+        batch = move_to(batch, device)
+        losses = self._loss_fn(model(batch), batch)
+        out = {"loss": losses["core_loss"]}
+        for name, value in losses.items():
+            if name != "core_loss" and torch.is_tensor(value) and value.numel() == 1:
+                out[name] = value
+        return out
+
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
+        """Per-frame mask/box AP on `dataset_dir` (relative to DATA_ROOT)."""
+        from sam3_video.tasks import detect_eval
+
+        root = data_path(dataset_dir, "data.val")
+        detections = detect_eval.predict(model, root, self.image_size)
+        return detect_eval.score(detections, root)
+
+
+def move_to(batch, device: torch.device):
+    """Move a collated batch to `device` (no-op on CPU); sam3's batches implement .to()."""
+    if device.type == "cpu":
+        return batch
+    from sam3.model.utils.misc import copy_data_to_device
+
+    return copy_data_to_device(batch, device, non_blocking=True)

@@ -1,0 +1,161 @@
+"""Evaluation of the detect task in two separate steps (the seam for the video metrics):
+
+    detections = predict(model, dataset_root, image_size)   # per-frame detections
+    metrics    = score(detections, dataset_root)            # per-frame mask and box AP
+
+`predict` runs the model over every (video, phrase) datapoint of a native dataset, all
+frames of each video (or windows of `frames_per_clip`), and returns one Detection per
+kept query per frame. `score` computes COCO-style AP per frame with sam3.eval's
+pycocotools evaluator. Video metrics (masklet linking, HOTA, ...) consume the same
+detections (sam3_video.video_eval).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as mask_utils
+
+from sam3_video.data import load_native
+from sam3_video.data.rle import as_compressed
+
+MIN_SCORE = 0.01        # detections below this are dropped (they cannot move AP)
+MAX_PER_FRAME = 100     # COCO's maxDets
+
+
+@dataclass(frozen=True)
+class Detection:
+    video_id: int
+    frame_index: int         # index of the frame in its video
+    category_id: int
+    phrase: str
+    score: float             # sigmoid(query logit) * sigmoid(presence logit), as sam3 scores
+    bbox: list[float]        # absolute xywh pixels of the original frame
+    segmentation: dict       # COCO RLE of the original frame size, str counts
+    query_index: int         # which decoder query produced it (links detections over frames)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def frame_detections(out: dict, query: int, width: int, height: int) -> list[tuple]:
+    """(query_index, score, xywh box, binary mask) for query `query` of one frame's output."""
+    scores = out["pred_logits"][query, :, 0].float().sigmoid()
+    if out.get("presence_logit_dec") is not None:
+        scores = scores * out["presence_logit_dec"][query].float().sigmoid().reshape(())
+    keep = torch.nonzero(scores >= MIN_SCORE).flatten()
+    keep = keep[scores[keep].argsort(descending=True)][:MAX_PER_FRAME]
+    if keep.numel() == 0:
+        return []
+    cx, cy, w, h = out["pred_boxes"][query, keep].float().unbind(-1)
+    boxes = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height], -1)
+    masks = F.interpolate(out["pred_masks"][query, keep][None].float(), size=(height, width),
+                          mode="bilinear", align_corners=False)[0] > 0
+    return [(int(q), float(scores[q]), boxes[i].tolist(), masks[i].cpu().numpy())
+            for i, q in enumerate(keep)]
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, root: Path, image_size: int,
+            frames_per_clip: int | None = None) -> list[Detection]:
+    """Detections for every (video, phrase) pair of the dataset, negatives included."""
+    from sam3_video.data import collate, eval_clips
+    from sam3_video.tasks.detect import move_to
+
+    native = load_native(root)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    detections = []
+    try:
+        for clip in eval_clips(root, image_size=image_size, frames_per_clip=frames_per_clip):
+            video = native.videos[clip.video_id]
+            outputs = model(move_to(collate([clip.datapoint]), device))
+            for frame, out in zip(clip.frame_indices, outputs):  # one output per frame
+                for query, score, box, mask in frame_detections(out, 0, video.width, video.height):
+                    detections.append(Detection(
+                        video_id=clip.video_id, frame_index=frame, category_id=clip.category_id,
+                        phrase=clip.noun_phrase, score=score, bbox=[round(v, 2) for v in box],
+                        segmentation=encode_rle(mask), query_index=query))
+    finally:
+        model.train(was_training)
+    return detections
+
+
+# -- scoring ---------------------------------------------------------------------------
+
+def _image_id(video_id: int, frame: int, frames_per_video: int) -> int:
+    return video_id * frames_per_video + frame
+
+
+def frame_ground_truth(native) -> dict:
+    """The dataset as a COCO image-level ground truth: one image per (video, frame)."""
+    span = 1 + max(v.length for v in native.videos.values())
+    images = [{"id": _image_id(v.id, t, span), "width": v.width, "height": v.height}
+              for v in native.videos.values() for t in range(v.length)]
+    annotations = []
+    for track in native.tracks:
+        for t, (box, seg) in enumerate(zip(track.bboxes, track.segmentations)):
+            if box is None:
+                continue
+            rle = as_compressed(seg)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": _image_id(track.video_id, t, span),
+                "category_id": track.category_id, "bbox": list(box),
+                "area": float(mask_utils.area(_bytes_rle(rle))), "segmentation": rle,
+                "iscrowd": int(track.iscrowd)})
+    categories = [{"id": cid, "name": name} for cid, name in native.categories.items()]
+    return {"images": images, "annotations": annotations, "categories": categories,
+            "span": span}
+
+
+def _bytes_rle(rle: dict) -> dict:
+    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+
+
+def _coco_ap(gt: dict, results: list[dict], iou_type: str) -> dict[str, float]:
+    from pycocotools.coco import COCO
+    from sam3.eval.coco_eval_offline import COCOevalCustom
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt = COCO()
+        coco_gt.dataset = {k: v for k, v in gt.items() if k != "span"}
+        coco_gt.createIndex()
+        if not results:
+            return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOevalCustom(coco_gt, coco_dt, iouType=iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # stats: AP@[.5:.95], AP@.5, AP@.75 ...; -1 means "no ground truth": report 0
+    return {name: max(0.0, float(ev.stats[i])) for i, name in enumerate(("ap", "ap50", "ap75"))}
+
+
+def score(detections: list[Detection], root: Path) -> dict[str, float]:
+    """Per-frame COCO AP of masks and boxes: {"mask_ap", "mask_ap50", "mask_ap75",
+    "box_ap", "box_ap50", "box_ap75", "num_detections"}."""
+    gt = frame_ground_truth(load_native(root))
+    span = gt["span"]
+    boxes, masks = [], []
+    for d in detections:
+        image_id = _image_id(d.video_id, d.frame_index, span)
+        boxes.append({"image_id": image_id, "category_id": d.category_id, "score": d.score,
+                      "bbox": d.bbox})
+        masks.append({"image_id": image_id, "category_id": d.category_id, "score": d.score,
+                      "segmentation": _bytes_rle(d.segmentation)})
+    metrics = {f"mask_{k}": v for k, v in _coco_ap(gt, masks, "segm").items()}
+    metrics.update({f"box_{k}": v for k, v in _coco_ap(gt, boxes, "bbox").items()})
+    metrics["num_detections"] = float(len(detections))
+    return metrics
