@@ -95,6 +95,10 @@ class TrackConfig(Strict):
     max_correction_frames: int = Field(default=2, ge=0)
     max_objects: int = Field(default=3, ge=1)
     train_backbone_neck: bool = True
+    train_trunk: bool = Field(default=False, description="also train the shared ViT trunk")
+    max_cond_frames: int = Field(default=2, ge=1, description="frame 0 plus up to N-1 random prompted frames")
+    prob_correction_from_gt: float = Field(default=0.1, ge=0, le=1)
+    num_maskmem: int = Field(default=7, ge=1, le=16, description="memory frames (1 prompt + N-1 recent)")
 
     @model_validator(mode="after")
     def _probs_sum_to_one(self):
