@@ -183,3 +183,71 @@ def bpe_vocab_path() -> str:
         f"bpe_vocab: {BPE_VOCAB_FILE} not found (the sam3 0.1.4 wheel lacks it); "
         f"install it with: pip install --no-deps {OPEN_CLIP_PIN}"
     ])
+
+
+# ==== Tracker workarounds (sam3_video.tracker; owned by the tracker task) =====================
+
+# --- T1. Tensor.cuda() / pin_memory() inside the tracker's memory path on a CPU -----------
+# Upstream: Sam3TrackerBase._prepare_memory_conditioned_features calls
+# prev["maskmem_features"].cuda(non_blocking=True) and prev["maskmem_pos_enc"][-1].cuda() to
+# bring memories the predictor may have offloaded back to the GPU, and
+# Sam3TrackerBase._get_tpos_enc calls torch.tensor(rel_pos_list).pin_memory(). With no CUDA
+# both raise. The tensors are already on the right (CPU) device there, so on a CPU-only
+# machine (and only inside those two methods) .cuda() returns the tensor itself and
+# pin_memory is skipped. With CUDA present the methods run unwrapped.
+
+_original_tensor_cuda = torch.Tensor.cuda
+
+
+def _tensor_cuda_on_cpu_host(self, *args, **kwargs):
+    return self
+
+
+@contextlib.contextmanager
+def _cpu_tensor_cuda_guard() -> Iterator[None]:
+    """Within this block (CPU-only machines), Tensor.cuda() returns the tensor itself."""
+    if torch.cuda.is_available():
+        yield
+        return
+    previous = torch.Tensor.cuda
+    torch.Tensor.cuda = _tensor_cuda_on_cpu_host
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = previous
+
+
+def _cpu_safe_method(method):
+    def wrapper(*args, **kwargs):
+        if torch.cuda.is_available():
+            return method(*args, **kwargs)
+        with _cpu_tensor_cuda_guard(), cpu_pin_memory_guard():
+            return method(*args, **kwargs)
+    wrapper._sam3_video_cpu_safe = True
+    wrapper.__wrapped__ = method
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+def install_cpu_tracker() -> None:
+    """Idempotent: make Sam3TrackerBase's memory path (used by training and by
+    Sam3TrackerPredictor alike) run on a CPU-only machine. No effect with CUDA."""
+    from sam3.model.sam3_tracker_base import Sam3TrackerBase
+
+    for name in ("_prepare_memory_conditioned_features", "_get_tpos_enc"):
+        method = getattr(Sam3TrackerBase, name)
+        if not getattr(method, "_sam3_video_cpu_safe", False):
+            setattr(Sam3TrackerBase, name, _cpu_safe_method(method))
+
+
+# --- T2. Sam3TrackerPredictor enters a global CUDA autocast ---------------------------------
+# Upstream: Sam3TrackerPredictor.__init__ calls torch.autocast("cuda", bfloat16).__enter__()
+# and never leaves it ("keep using for the entire model process"). A trainer that builds a
+# predictor to evaluate would then train in bf16 autocast from that point on. Leave the
+# context once the predictor is done with (inside the evaluation, sam3's behaviour is kept).
+
+def release_predictor_autocast(predictor) -> None:
+    context = getattr(predictor, "bf16_context", None)
+    if context is not None:
+        context.__exit__(None, None, None)
+        predictor.bf16_context = None
