@@ -1,0 +1,128 @@
+"""Builders of the trainable tracker: tiny (random init, fast on a CPU) and `sam3` (the
+upstream architecture, initialised from an upstream sam3.pt).
+
+Mirrors sam3.model_builder._create_tracker_* with the dims of a preset: those functions
+hard-code 1008 px, and their PositionEmbeddingSine(precompute_resolution=1008) allocates on
+"cuda" at construction. The SAM heads inside Sam3TrackerBase stay as upstream hard-codes
+them (TwoWay depth 2, mlp 2048, 8 heads), so the tiny tracker is ~1.1 M parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sam3.model.decoder import TransformerDecoderLayerv2, TransformerEncoderCrossAttention
+from sam3.model.memory import CXBlock, SimpleFuser, SimpleMaskDownSampler, SimpleMaskEncoder
+from sam3.model.model_misc import TransformerWrapper
+from sam3.model.position_encoding import PositionEmbeddingSine
+from sam3.model.vl_combiner import SAM3VLBackbone
+from sam3.sam.transformer import RoPEAttention
+
+from sam3_video import compat
+from sam3_video.model.builders import build_vision_backbone
+from sam3_video.model.presets import PATCH_SIZE, preset_dims
+from sam3_video.tracker.model import Sam3TrackerTrain, TrackModel
+from sam3_video.tracker.prompts import PromptSettings
+
+# Upstream's tracker mask-decoder options (model_builder.build_tracker). They hold no
+# weights and act only in eval mode; using them here makes our evaluation match sam3's.
+SAM_DECODER_EXTRA_ARGS = {"dynamic_multimask_via_stability": True,
+                          "dynamic_multimask_stability_delta": 0.05,
+                          "dynamic_multimask_stability_thresh": 0.98}
+
+
+@dataclass(frozen=True)
+class TrackerDims:
+    mem_dim: int         # channels of a memory (upstream 64); the hidden dim is the neck's d_model
+    mem_layers: int      # memory-attention layers (upstream 4)
+    ffn_dim: int         # memory-attention feed-forward width (upstream 2048)
+    dropout: float       # memory-attention dropout (upstream 0.1)
+
+
+TRACKER_PRESETS = {
+    "sam3": TrackerDims(mem_dim=64, mem_layers=4, ffn_dim=2048, dropout=0.1),
+    "tiny": TrackerDims(mem_dim=32, mem_layers=2, ffn_dim=256, dropout=0.1),
+}
+
+
+def build_memory_encoder(d_model: int, dims: TrackerDims, image_size: int) -> SimpleMaskEncoder:
+    feat = image_size // PATCH_SIZE
+    position = PositionEmbeddingSine(num_pos_feats=dims.mem_dim, normalize=True, scale=None,
+                                     temperature=10000,
+                                     precompute_resolution=compat.cuda_only(image_size))
+    # interpol_size = feature size x total stride 16 (upstream: 72 x 16 = 1152 at 1008 px).
+    downsampler = SimpleMaskDownSampler(embed_dim=d_model, kernel_size=3, stride=2, padding=1,
+                                        interpol_size=[feat * 16, feat * 16])
+    fuser = SimpleFuser(layer=CXBlock(dim=d_model, kernel_size=7, padding=3,
+                                      layer_scale_init_value=1e-6, use_dwconv=True), num_layers=2)
+    return SimpleMaskEncoder(out_dim=dims.mem_dim, in_dim=d_model, position_encoding=position,
+                             mask_downsampler=downsampler, fuser=fuser)
+
+
+def build_memory_attention(d_model: int, dims: TrackerDims, image_size: int) -> TransformerWrapper:
+    feat = image_size // PATCH_SIZE
+    self_attention = RoPEAttention(embedding_dim=d_model, num_heads=1, downsample_rate=1,
+                                   dropout=dims.dropout, rope_theta=10000.0, feat_sizes=[feat, feat],
+                                   use_fa3=False, use_rope_real=False)
+    cross_attention = RoPEAttention(embedding_dim=d_model, num_heads=1, downsample_rate=1,
+                                    dropout=dims.dropout, kv_in_dim=dims.mem_dim, rope_theta=10000.0,
+                                    feat_sizes=[feat, feat], rope_k_repeat=True, use_fa3=False,
+                                    use_rope_real=False)
+    layer = TransformerDecoderLayerv2(
+        cross_attention_first=False, activation="relu", dim_feedforward=dims.ffn_dim,
+        dropout=dims.dropout, pos_enc_at_attn=False, pre_norm=True, self_attention=self_attention,
+        d_model=d_model, pos_enc_at_cross_attn_keys=True, pos_enc_at_cross_attn_queries=False,
+        cross_attention=cross_attention)
+    encoder = TransformerEncoderCrossAttention(
+        remove_cross_attention_layers=[], batch_first=True, d_model=d_model, frozen=False,
+        pos_enc_at_input=True, layer=layer, num_layers=dims.mem_layers, use_act_checkpoint=False)
+    return TransformerWrapper(encoder=encoder, decoder=None, d_model=d_model)
+
+
+def tracker_kwargs(preset: str, image_size: int, num_maskmem: int = 7) -> dict:
+    """Constructor arguments shared by Sam3TrackerTrain and sam3's Sam3TrackerPredictor
+    (the values of model_builder.build_tracker, with this preset's components)."""
+    d_model = preset_dims(preset).d_model
+    dims = TRACKER_PRESETS[preset]
+    return dict(
+        backbone=None, transformer=build_memory_attention(d_model, dims, image_size),
+        maskmem_backbone=build_memory_encoder(d_model, dims, image_size),
+        num_maskmem=num_maskmem, image_size=image_size, backbone_stride=PATCH_SIZE,
+        multimask_output_in_sam=True, multimask_output_for_tracking=True,
+        multimask_min_pt_num=0, multimask_max_pt_num=1, max_cond_frames_in_attn=4,
+        forward_backbone_per_frame_for_eval=True, non_overlap_masks_for_mem_enc=False,
+        sam_mask_decoder_extra_args=dict(SAM_DECODER_EXTRA_ARGS),
+    )
+
+
+def build_track_model(preset: str = "tiny", image_size: int | None = None, num_maskmem: int = 7,
+                      prompt_settings: PromptSettings | None = None) -> TrackModel:
+    """The shared SAM3 vision backbone (trunk + detector neck + tracker neck) and a
+    training tracker on its tracker-neck features. Random init."""
+    image_size = image_size or preset_dims(preset).image_size
+    compat.install_cpu_tracker()
+    neck = build_vision_backbone(preset_dims(preset), image_size, with_tracker_neck=True)
+    backbone = SAM3VLBackbone(visual=neck, text=None, scalp=1)
+    tracker = Sam3TrackerTrain(prompt_settings=prompt_settings,
+                               **tracker_kwargs(preset, image_size, num_maskmem))
+    return TrackModel(backbone, tracker, preset=preset, image_size=image_size)
+
+
+def set_trainable(model: TrackModel, train_trunk: bool = False, train_tracker_neck: bool = True) -> None:
+    """Freeze what tracking does not train. The ViT trunk is shared with the detector and
+    frozen by default; the detector's own neck convs never see a tracking gradient."""
+    vision = model.backbone.vision_backbone
+    for p in vision.trunk.parameters():
+        p.requires_grad_(train_trunk)
+    for p in vision.convs.parameters():
+        p.requires_grad_(False)
+    for p in vision.sam2_convs.parameters():
+        p.requires_grad_(train_tracker_neck)
+    for p in model.tracker.parameters():
+        p.requires_grad_(True)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
