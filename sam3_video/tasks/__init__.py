@@ -17,14 +17,21 @@ built from a TrainConfig or an EvalConfig and provides:
                                     "loss" is the scalar to minimise; every other entry is a
                                     component that is logged under its own key. `model` may
                                     be DDP-wrapped: call model(...) for the forward pass.
+    predict(model, root: Path) -> list
+                                    predictions over every clip of the dataset at `root`,
+                                    each with .to_json() (written to predictions.json).
+    score(predictions, root: Path) -> dict[str, float]
+                                    metrics of those predictions against root's ground truth.
     evaluate(model, dataset_dir) -> dict[str, float]
-                                    metrics on a held-out dataset (rank 0, no grad, eval mode).
+                                    score(predict(...)) on a dataset path relative to
+                                    DATA_ROOT; the trainer calls it on rank 0, no grad.
     find_unused_parameters: bool    passed to DistributedDataParallel.
 
 Register a new task in `get_task`.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -47,6 +54,10 @@ class Task(Protocol):
     def num_frames(self, batch) -> int: ...
 
     def loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]: ...
+
+    def predict(self, model: torch.nn.Module, root: Path) -> list: ...
+
+    def score(self, predictions: list, root: Path) -> dict[str, float]: ...
 
     def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]: ...
 

@@ -121,13 +121,22 @@ class DetectTask:
                 out[name] = value
         return out
 
-    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
-        """Per-frame mask/box AP on `dataset_dir` (relative to DATA_ROOT)."""
+    def predict(self, model: torch.nn.Module, root: Path) -> list:
+        """Per-frame detections (detect_eval.Detection) over every clip of the dataset."""
         from sam3_video.tasks import detect_eval
 
-        root = data_path(dataset_dir, "data.val")
-        detections = detect_eval.predict(model, root, self.image_size)
+        frames = self.cfg.data.frames_per_clip if isinstance(self.cfg, EvalConfig) else None
+        return detect_eval.predict(model, root, self.image_size, frames_per_clip=frames)
+
+    def score(self, detections: list, root: Path) -> dict[str, float]:
+        from sam3_video.tasks import detect_eval
+
         return detect_eval.score(detections, root)
+
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
+        """Metrics on `dataset_dir` (relative to DATA_ROOT): score(predict(...))."""
+        root = data_path(dataset_dir, "data.val")
+        return self.score(self.predict(model, root), root)
 
 
 def move_to(batch, device: torch.device):

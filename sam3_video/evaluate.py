@@ -1,0 +1,103 @@
+"""The evaluation program: a model over every clip of a dataset, predictions and metrics.
+
+    python -m sam3_video.evaluate --config FILE --run-dir DIR
+    torchrun --standalone --nproc_per_node=N -m sam3_video.evaluate --config FILE --run-dir DIR
+
+FILE is an EvalConfig (bare, or inside a job.json envelope). model.init.path is a
+checkpoint of ours, an upstream sam3.pt, or absent (the preset with random init). Writes
+DIR/predictions.json (one record per detection), DIR/results.json ({"metrics", "dataset",
+"weights", "num_predictions", ...}) and one DIR/metrics.jsonl line {"step": 0,
+"eval/<metric>": ...}. Under torchrun, rank 0 does the work and the other ranks wait.
+Exit codes as the trainer's (sam3_video.exit_codes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sam3_video import distributed, exit_codes
+from sam3_video.config import ConfigError, EvalConfig, data_path, load_config_file
+from sam3_video.metrics_log import MetricsLog
+from sam3_video.sampler import seed_everything
+from sam3_video.tasks import get_task
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="sam3_video.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="EvalConfig JSON or job.json envelope")
+    p.add_argument("--run-dir", required=True, help="where predictions and results go")
+    return p.parse_args(argv)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def evaluate(cfg: EvalConfig, run_dir: Path, device: torch.device) -> dict[str, float]:
+    task = get_task(cfg)
+    root = data_path(cfg.data.dataset, "data.dataset")
+    seed_everything(cfg.seed)  # random init (no model.init) is then reproducible
+    model = task.build_model().to(device).eval()
+    started = time.perf_counter()
+    with torch.no_grad():
+        predictions = task.predict(model, root)
+    seconds = time.perf_counter() - started
+    metrics = task.score(predictions, root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "predictions.json", [p.to_json() for p in predictions])
+    init = cfg.model.init
+    write_json_atomic(run_dir / "results.json", {
+        "metrics": metrics,
+        "task": cfg.task,
+        "dataset": str(root),
+        "weights": init.path if init is not None and init.path else None,
+        "num_predictions": len(predictions),
+        "predict_seconds": seconds,
+        "config": cfg.model_dump(mode="json"),
+    })
+    log = MetricsLog(run_dir, tensorboard=False)
+    log.write(0, {f"eval/{k}": v for k, v in metrics.items()})
+    log.close()
+    return metrics
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config_file(args.config, "eval")
+        get_task(cfg).check()
+    except ConfigError as err:
+        print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
+    if cfg.gpus > 0 and not torch.cuda.is_available():
+        print(f"gpus={cfg.gpus} but no CUDA device is visible to this process", file=sys.stderr)
+        return 1
+    dist = distributed.init(use_cuda=cfg.gpus > 0)
+    try:
+        if dist.is_main:
+            metrics = evaluate(cfg, Path(args.run_dir), dist.device)
+            print(json.dumps(metrics), flush=True)
+        distributed.barrier(dist)
+        return exit_codes.OK
+    except ConfigError as err:  # weights that do not fit the preset
+        print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        print(f"out of memory: {err}", file=sys.stderr)
+        return exit_codes.OUT_OF_MEMORY
+    finally:
+        distributed.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The `track` task: training SAM3's tracker (memory and propagation) on video clips.
+
+Wires sam3_video.tracker to the trainer's Task interface (see sam3_video.tasks): the model
+is the shared vision backbone (trunk frozen by default) plus Sam3TrackerTrain; a batch is a
+few clips with up to `track.max_objects` objects each; evaluation reports J&F of
+propagating a first-frame mask through held-out clips, with and without memory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path, weights_path
+from sam3_video.tasks.detect import dataset_problems
+
+
+class TrackTask:
+    # The tracker has parameters that a step may not reach: no_mem_pos_enc is unused,
+    # the no-object embeddings only see absent objects, the neck's 0.5x level is dropped.
+    find_unused_parameters = True
+
+    def __init__(self, cfg: TrainConfig | EvalConfig):
+        from sam3_video.model.presets import default_image_size
+
+        self.cfg = cfg
+        self.track: TrackConfig = cfg.track if isinstance(cfg, TrainConfig) else TrackConfig()
+        self.image_size = cfg.data.image_size or default_image_size(cfg.model.preset)
+        self._loss_fn = None
+
+    # -- checks ------------------------------------------------------------------------
+
+    def dataset_fields(self) -> dict[str, str]:
+        data = self.cfg.data
+        if isinstance(self.cfg, TrainConfig):
+            return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
+        return {"data.dataset": data.dataset}
+
+    def check(self) -> None:
+        problems = []
+        for field, path in self.dataset_fields().items():
+            try:
+                root = data_path(path, field)
+            except ConfigError as err:
+                problems += err.problems
+                continue
+            problems += dataset_problems(field, root)
+        init = self.cfg.model.init
+        if init is not None and init.path is not None:
+            try:
+                if not weights_path(init.path, "model.init.path").is_file():
+                    problems.append(f"model.init.path: {init.path} does not exist")
+            except ConfigError as err:
+                problems += err.problems
+        if problems:
+            raise ConfigError(problems)
+
+    # -- model and data ----------------------------------------------------------------
+
+    def build_model(self) -> torch.nn.Module:
+        from sam3_video.tracker.build import build_track_model, set_trainable
+        from sam3_video.tracker.prompts import PromptSettings
+
+        model = build_track_model(self.cfg.model.preset, self.image_size, self.track.num_maskmem,
+                                  PromptSettings.from_track_config(self.track))
+        init = self.cfg.model.init
+        if init is not None and init.path is not None:
+            load_initial_weights(model, weights_path(init.path, "model.init.path"))
+        frozen = self.cfg.model.freeze.vision_backbone
+        set_trainable(model, train_trunk=self.track.train_trunk and not frozen,
+                      train_tracker_neck=self.track.train_backbone_neck and not frozen)
+        return model
+
+    def train_dataset(self):
+        from sam3_video.tracker.clips import TrackClips
+
+        data = self.cfg.data
+        return TrackClips(data_path(data.train, "data.train"), self.image_size,
+                          frames_per_clip=data.frames_per_clip, max_objects=self.track.max_objects,
+                          stride_min=data.frame_stride_min, stride_max=data.frame_stride_max,
+                          random_reverse=data.random_reverse_time)
+
+    def collate(self, items: list):
+        from sam3_video.tracker.clips import collate_clips
+
+        return collate_clips(items)
+
+    def num_frames(self, batch) -> int:
+        return batch.num_frames
+
+    # -- loss and evaluation -----------------------------------------------------------
+
+    def loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
+        if self._loss_fn is None:
+            from sam3_video.tracker.loss import MultiStepMultiMaskLoss
+
+            self._loss_fn = MultiStepMultiMaskLoss()
+        batch = batch.to(next(model.parameters()).device)
+        outputs = model(batch.images, list(batch.img_ids), batch.masks)
+        return self._loss_fn(outputs, batch.masks)
+
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
+        """J&F on `dataset_dir` (relative to DATA_ROOT) through sam3's predictor, with memory
+        and with memory disabled: {"j_and_f", "j", "f", "j_and_f_no_memory"}."""
+        from sam3_video.tracker.evaluate import evaluate_track_model
+
+        field = "data.val" if isinstance(self.cfg, TrainConfig) else "data.dataset"
+        return evaluate_track_model(model, data_path(dataset_dir, field))
+
+
+def load_initial_weights(model: torch.nn.Module, path: Path) -> None:
+    """Initial weights for a TrackModel from an upstream sam3.pt (or our export in that
+    layout: `detector.backbone.*` + `tracker.*`) or from a training checkpoint of ours.
+    A detector-only file initialises the backbone and leaves the tracker at random init."""
+    from sam3_video.tracker.export import from_upstream_state_dict
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ConfigError([f"model.init.path: {path} does not load ({type(err).__name__}: {err})"]) from None
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        raw = raw["model"]
+    if not isinstance(raw, dict):
+        raise ConfigError([f"model.init.path: {path} holds no state dict"])
+    # Upstream layout if it has detector.* keys; otherwise our own (backbone.* / tracker.*).
+    state = from_upstream_state_dict(raw) if any(k.startswith("detector.") for k in raw) else raw
+    own = model.state_dict()
+    problems = [f"model.init.path: {path}: {k} has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)}"
+                for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    tracker_missing = [k for k in missing if k.startswith("tracker.")]
+    if len(tracker_missing) == sum(k.startswith("tracker.") for k in own):
+        print(f"model.init.path: {path} has no tracker weights; the tracker starts from random init",
+              flush=True)
+        missing = [k for k in missing if not k.startswith("tracker.")]
+    if missing:
+        problems.append(f"model.init.path: {path} lacks {len(missing)} of the model's tensors "
+                        f"(first: {', '.join(missing[:3])}); is it the right preset?")
+    if problems:
+        raise ConfigError(problems[:10])
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
