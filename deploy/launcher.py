@@ -29,7 +29,11 @@ DEMO_DATASETS = {  # name under DATA_ROOT -> arguments of `python -m sam3_video.
     "synthetic": ["--videos", "8", "--frames", "8", "--seed", "0"],
     "synthetic-val": ["--videos", "4", "--frames", "8", "--seed", "1"],
 }
-WORKER_STOP_GRACE_S = 90.0   # the worker stops its trainer (checkpoint) before it exits
+def worker_stop_grace_s() -> float:
+    """How long the worker may take to stop: its trainer's checkpoint grace plus margin."""
+    return float(os.environ.get("SAM3V_CANCEL_GRACE_S", "30")) + 30.0
+
+
 READY_TIMEOUT_S = 120.0
 
 
@@ -119,9 +123,9 @@ class LocalStack:
                            "--host", self.host, "--port", str(self.port)])
 
     def start_worker(self) -> None:
-        # REMAP_SIGTERM=SIGQUIT: SIGTERM starts Celery's soft shutdown, as in docker-compose.yml.
-        env = {"SAM3V_WORKER_GPUS": "", "SAM3V_WORKER_ID": "local-cpu",
-               "REMAP_SIGTERM": "SIGQUIT"}
+        # SIGTERM is the worker's graceful stop (worker/celery_app.py): its running job's
+        # trainer checkpoints within SAM3V_CANCEL_GRACE_S and the job is requeued.
+        env = {"SAM3V_WORKER_GPUS": "", "SAM3V_WORKER_ID": "local-cpu"}
         self.spawn("worker", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
                               "-Q", "cpu", "--concurrency", "1", "-n", "local-cpu@%h",
                               "--loglevel", "INFO"], extra_env=env)
@@ -163,10 +167,10 @@ class LocalStack:
 
     # --- stop --------------------------------------------------------------------------
     def stop(self) -> None:
-        """Worker first (soft shutdown: its job checkpoints and is requeued), then the API,
+        """Worker first (its running job checkpoints and is requeued), then the API,
         then Redis (which flushes its append-only file), then anything left."""
         known = []
-        order = [("worker", WORKER_STOP_GRACE_S), ("api", 15.0), ("redis", 15.0)]
+        order = [("worker", worker_stop_grace_s()), ("api", 15.0), ("redis", 15.0)]
         for name, grace in order:
             child = self.children.get(name)
             if child is None:
@@ -185,7 +189,8 @@ class LocalStack:
 def requeue_interrupted_jobs(settings) -> list[str]:
     """Jobs that were running when the previous local stack died (no clean stop) still
     hold a lease. Only this stack's worker could hold it, and it is not running yet, so
-    every lease counts as expired now: hand the jobs back as the worker's reaper would."""
+    every lease counts as expired now: hand the jobs back as worker/reaper.py does for
+    expired leases, without waiting for them to run out."""
     from api import broker, store
 
     lines = []
@@ -198,7 +203,8 @@ def requeue_interrupted_jobs(settings) -> list[str]:
                              f"interrupted on attempt {job.attempt} of {job.max_attempts}")
             lines.append(f"job {job.id}: failed, no attempts left")
         elif store.requeue_job(job.id, job.attempt, "the local stack was restarted"):
-            broker.enqueue(settings, job.id, job.gpus)
+            if broker.enqueue(settings, job.id, job.gpus):
+                store.mark_enqueued(job.id)
             lines.append(f"job {job.id}: interrupted, queued again (resumes from its latest checkpoint)")
     return lines
 

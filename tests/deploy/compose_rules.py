@@ -145,24 +145,36 @@ def volume_problems(compose: dict) -> list[str]:
 
 
 def shutdown_problems(compose: dict) -> list[str]:
-    """Workers must checkpoint on `docker compose stop`: SIGTERM becomes Celery's soft
-    shutdown and the grace period leaves time to write a checkpoint."""
+    """Workers must checkpoint on `docker compose stop`. SIGTERM is the worker's graceful
+    shutdown (worker/celery_app.py: the trainer gets SIGTERM and SAM3V_CANCEL_GRACE_S to
+    checkpoint, then the task requeues the job); Docker must wait longer than that."""
     problems = []
     for name, svc in workers(compose).items():
+        env = svc.get("environment", {})
         if svc.get("init") is not True:
             problems.append(f"{name}: needs init: true (signal forwarding, zombie reaping)")
-        if svc.get("environment", {}).get("REMAP_SIGTERM") != "SIGQUIT":
-            problems.append(f"{name}: REMAP_SIGTERM=SIGQUIT maps SIGTERM to Celery's soft shutdown")
+        if "REMAP_SIGTERM" in env:
+            # A remapped SIGTERM skips the warm shutdown hook that stops the trainer first.
+            problems.append(f"{name}: REMAP_SIGTERM bypasses the worker's graceful stop")
         if svc.get("stop_signal", "SIGTERM") != "SIGTERM":
             problems.append(f"{name}: stop_signal must be SIGTERM")
-        if parse_duration(svc.get("stop_grace_period", "10s")) < 120:
-            problems.append(f"{name}: stop_grace_period under 2 minutes is too short to checkpoint")
+        grace = float(interpolate(str(env.get("SAM3V_CANCEL_GRACE_S", "30"))))
+        if parse_duration(svc.get("stop_grace_period", "10s")) < grace + 30:
+            problems.append(f"{name}: stop_grace_period must exceed SAM3V_CANCEL_GRACE_S ({grace:g} s) "
+                            "+ 30 s, or Docker kills the trainer mid-checkpoint")
+        if grace < 60:
+            problems.append(f"{name}: SAM3V_CANCEL_GRACE_S {grace:g} s is too short for a full-size checkpoint")
         if not svc.get("shm_size"):
             problems.append(f"{name}: no shm_size (DataLoader workers share batches via /dev/shm)")
         ulimits = svc.get("ulimits", {})
         if ulimits.get("memlock") != -1 or "stack" not in ulimits:
             problems.append(f"{name}: ulimits need memlock: -1 and a stack size")
     return problems
+
+
+def interpolate(text: str) -> str:
+    """${VAR:-default} -> default (what compose uses when .env does not set VAR)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
 
 
 def parse_duration(text: str | int) -> float:

@@ -81,9 +81,11 @@ def test_datasets_and_weights_are_read_only(compose):
 def test_worker_shutdown_settings_are_checked(compose):
     broken = copy.deepcopy(compose)
     worker = broken["services"]["worker-gpu0"]
-    worker["stop_grace_period"] = "30s"
-    del worker["environment"]["REMAP_SIGTERM"]
-    assert len(rules.shutdown_problems(broken)) == 2
+    worker["stop_grace_period"] = "5m"   # < the 300 s grace + 30 s
+    worker["environment"]["REMAP_SIGTERM"] = "SIGQUIT"
+    problems = rules.shutdown_problems(broken)
+    assert len(problems) == 2
+    assert "REMAP_SIGTERM" in problems[0] and "stop_grace_period" in problems[1]
 
 
 def test_flower_and_extra_workers_are_opt_in(compose):
