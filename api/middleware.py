@@ -1,0 +1,61 @@
+"""ASGI middleware: request body limit (413) and request latency for /metrics."""
+from __future__ import annotations
+
+import time
+
+from fastapi import HTTPException
+
+from api.errors import error_response
+
+
+class BodySizeLimit:
+    """Refuse bodies over `max_bytes`: by Content-Length up front, or while streaming."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"request body larger than {self.max_bytes} bytes (SAM3V_MAX_BODY_BYTES)"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if not value.isdigit():
+                    return await error_response(400, "Content-Length header: not a number")(scope, receive, send)
+                if int(value) > self.max_bytes:
+                    return await error_response(413, message)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI re-raises HTTPException from body parsing -> our 413 handler.
+                    raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, limited_receive, send)
+
+
+class RequestTimer:
+    """Observe time to first response byte per (method, route template, status)."""
+
+    def __init__(self, app, histogram):
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                self.histogram.labels(scope["method"], path, str(message["status"])).observe(
+                    time.perf_counter() - start)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

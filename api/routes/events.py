@@ -1,0 +1,74 @@
+"""Server-Sent Events from the job_events table. Event ids are the table's ids, so a
+client that reconnects with Last-Event-ID (even to a restarted API) misses nothing."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from api import store
+from api.deps import visible_job
+from api.errors import ApiError, responses
+
+router = APIRouter(prefix="/jobs/{job_id}", tags=["jobs"])
+BATCH = 500
+
+
+def _fetch(engine, job_id: int, after: int) -> tuple[list[store.JobEvent], str | None]:
+    """Events after `after` and the job's state, read in one snapshot."""
+    with store.session_scope(engine, write=False) as s:
+        state = s.scalar(select(store.Job.state).where(store.Job.id == job_id))
+        events = list(s.scalars(select(store.JobEvent)
+                                .where(store.JobEvent.job_id == job_id, store.JobEvent.id > after)
+                                .order_by(store.JobEvent.id).limit(BATCH)))
+    return events, state
+
+
+def _format(event: store.JobEvent) -> str:
+    data = {**event.data, "job_id": event.job_id, "time": event.created_at}
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _stream(request: Request, job_id: int, after: int):
+    engine, settings = request.app.state.engine, request.app.state.settings
+    last_sent = time.monotonic()
+    while True:
+        events, state = await anyio.to_thread.run_sync(_fetch, engine, job_id, after)
+        for event in events:
+            yield _format(event)
+            after = event.id
+        # The final state event is written with the state, so once finished and drained: done.
+        if state is None or (state in store.FINISHED_STATES and len(events) < BATCH):
+            return
+        if events:
+            last_sent = time.monotonic()
+            continue
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_sent > settings.sse_keepalive_seconds:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        await asyncio.sleep(settings.sse_poll_seconds)
+
+
+@router.get("/events", response_class=StreamingResponse, responses={
+    200: {"content": {"text/event-stream": {}},
+          "description": "events: state, progress, metrics, checkpoint; ends when the job is finished"},
+    **responses(400, 401, 404, 422)})
+def job_events(request: Request, job: store.Job = Depends(visible_job),
+               last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
+               after: Annotated[int | None, Query(ge=0, le=2**62, description="like Last-Event-ID")] = None):
+    """Server-Sent Events of this job, from after Last-Event-ID (or ?after=)."""
+    start = after or 0
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise ApiError(400, "Last-Event-ID header: must be an event id (a non-negative integer)")
+        start = int(last_event_id.strip())
+    return StreamingResponse(_stream(request, job.id, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,104 @@
+"""Checks a POSTed job before anything is stored: the spec (sam3_video.config), every
+path under DATA_ROOT (symlinks followed), the datasets, weights and the GPU count."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from api import store
+from api.auth import Caller
+from api.errors import ApiError
+from api.schemas import JobCreate
+from api.settings import Settings
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_under
+
+CHECKPOINT_NAME = re.compile(r"^step_\d{7}\.pt$")
+
+
+class _Problems(list):
+    def check(self, fn, *args):
+        try:
+            return fn(*args)
+        except ConfigError as err:
+            self.extend(err.problems)
+            return None
+
+
+def validate_job(body: JobCreate, settings: Settings, engine: Engine,
+                 caller: Caller) -> TrainConfig | EvalConfig:
+    """The parsed spec, with a previous job's checkpoint filled into model.init.path.
+    Raises ApiError(422) listing every problem, each naming its field."""
+    data = dict(body.config)
+    if body.gpus is not None:
+        data["gpus"] = body.gpus
+    try:
+        config = parse_config(body.kind, data)
+    except ConfigError as err:
+        raise ApiError(422, "invalid job config", [f"config.{p}" for p in err.problems]) from None
+
+    problems = _Problems()
+    data_roots = {"DATA_ROOT": str(settings.data_root)}
+    if isinstance(config, TrainConfig):
+        datasets = [("config.data.train", config.data.train), ("config.data.val", config.data.val)]
+    else:
+        datasets = [("config.data.dataset", config.data.dataset)]
+    for field, rel in datasets:
+        if rel is not None:
+            path = problems.check(resolve_under, rel, field, data_roots)
+            if path is not None:
+                _check_dataset(problems, field, rel, path)
+
+    init = config.model.init
+    if init is not None:
+        if init.job_id is not None and init.path is not None:
+            problems.append("config.model.init: give path or job_id, not both")
+        elif init.job_id is not None:
+            path = _previous_checkpoint(problems, engine, caller, init.job_id, init.checkpoint)
+            if path is not None:
+                config.model.init.path = str(path)
+        elif init.path is not None:
+            roots = {**data_roots, "RUNS_ROOT": str(settings.runs_root)}
+            path = problems.check(resolve_under, init.path, "config.model.init.path", roots)
+            if path is not None and not path.is_file():
+                problems.append(f"config.model.init.path: weights file {init.path!r} not found")
+
+    if config.gpus not in settings.gpu_counts:
+        problems.append(f"gpus: no worker queue serves {config.gpus} GPU(s); available sizes: "
+                        f"{sorted(settings.gpu_counts)} (0 = CPU)")
+    if problems:
+        raise ApiError(422, "job rejected: " + problems[0], list(problems))
+    return config
+
+
+def _check_dataset(problems: list, field: str, rel: str, path: Path) -> None:
+    if not path.is_dir():
+        problems.append(f"{field}: dataset directory {rel!r} not found under DATA_ROOT")
+    elif not (path / "annotations.json").is_file():
+        problems.append(f"{field}: dataset {rel!r} has no annotations.json")
+
+
+def _previous_checkpoint(problems: list, engine: Engine, caller: Caller, job_id: int,
+                         name: str) -> Path | None:
+    field = "config.model.init"
+    job = store.get_job(job_id, engine=engine)
+    if job is None or not (caller.is_admin or job.owner_id == caller.id):
+        problems.append(f"{field}.job_id: job {job_id} not found")
+        return None
+    ckpt_dir = Path(job.run_dir) / "checkpoints"
+    if name == "latest":
+        files = sorted(p for p in ckpt_dir.glob("step_*.pt") if CHECKPOINT_NAME.match(p.name))
+        if not files:
+            problems.append(f"{field}.checkpoint: job {job_id} has no checkpoint yet")
+            return None
+        return files[-1].resolve()
+    if not CHECKPOINT_NAME.match(name):
+        problems.append(f"{field}.checkpoint: {name!r} is not a checkpoint name "
+                        "(step_NNNNNNN.pt or 'latest')")
+        return None
+    path = ckpt_dir / name
+    if not path.is_file():
+        problems.append(f"{field}.checkpoint: job {job_id} has no checkpoint {name!r}")
+        return None
+    return path.resolve()

@@ -1,0 +1,131 @@
+"""Turn store rows into response bodies (JobOut): progress, ETA, metrics, evaluation."""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from api import store
+from api.schemas import AttemptOut, Failure, JobOut, MetricValue, Progress
+
+ETA_WINDOW = 20  # recent steps used for the rate
+
+
+def iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+
+def finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def links(job_id: int) -> dict[str, str]:
+    base = f"/jobs/{job_id}"
+    return {"self": base, "metrics": f"{base}/metrics", "logs": f"{base}/logs",
+            "events": f"{base}/events", "checkpoints": f"{base}/checkpoints",
+            "cancel": f"{base}/cancel", "retry": f"{base}/retry"}
+
+
+def eta_from_steps(session: Session, job: store.Job) -> float | None:
+    """Seconds left, from the step rate of this attempt's recent metrics."""
+    if job.state != "running" or not job.max_steps:
+        return None
+    rows = session.execute(
+        select(store.Metric.step, func.max(store.Metric.time))
+        .where(store.Metric.job_id == job.id, store.Metric.attempt == job.attempt)
+        .group_by(store.Metric.step).order_by(store.Metric.step.desc()).limit(ETA_WINDOW)).all()
+    if len(rows) < 2:
+        return job.eta_seconds
+    (last_step, last_t), (first_step, first_t) = rows[0], rows[-1]
+    if last_t <= first_t:
+        return job.eta_seconds
+    rate = (last_step - first_step) / (last_t - first_t)
+    return max(0.0, (job.max_steps - max(job.step, last_step)) / rate) if rate > 0 else None
+
+
+def last_metrics(session: Session, job_id: int) -> dict[str, MetricValue]:
+    newer = aliased(store.Metric)
+    newest_step = (select(func.max(newer.step))
+                   .where(newer.job_id == store.Metric.job_id, newer.name == store.Metric.name)
+                   .scalar_subquery())
+    rows = session.scalars(select(store.Metric).where(store.Metric.job_id == job_id,
+                                                      store.Metric.step == newest_step))
+    return {m.name: MetricValue(step=m.step, value=finite(m.value), time=m.time) for m in rows}
+
+
+def _numbers(d) -> dict[str, float | None]:
+    if not isinstance(d, dict):
+        return {}
+    return {str(k): finite(float(v)) for k, v in d.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def evaluation(session: Session, job: store.Job) -> dict | None:
+    """{"base", "final", "delta"} for a training job with validation metrics: from
+    run_dir/evaluation.json when written, else from the first and last val/* metrics."""
+    if job.kind != "train":
+        return None
+    base, final = {}, {}
+    path = Path(job.run_dir) / "evaluation.json"
+    try:
+        data = json.loads(path.read_text())
+        base, final = _numbers(data.get("base")), _numbers(data.get("final"))
+    except (OSError, ValueError, AttributeError):
+        rows = session.scalars(select(store.Metric).where(store.Metric.job_id == job.id,
+                                                          store.Metric.name.like("val/%"))
+                               .order_by(store.Metric.step)).all()
+        if rows:
+            first_step, last_step = rows[0].step, rows[-1].step
+            base = {m.name: finite(m.value) for m in rows if m.step == first_step}
+            if last_step != first_step:
+                final = {m.name: finite(m.value) for m in rows if m.step == last_step}
+    if not base and not final:
+        return None
+    delta = {k: (final[k] - base[k]) for k in base.keys() & final.keys()
+             if base[k] is not None and final[k] is not None}
+    return {"base": base, "final": final, "delta": delta}
+
+
+def job_out(job: store.Job, owner: str, session: Session | None = None) -> JobOut:
+    """The job's JSON. With a session: the detail view (ETA, metrics, evaluation, attempts)."""
+    eta = eta_from_steps(session, job) if session is not None else job.eta_seconds
+    fraction = min(1.0, job.step / job.max_steps) if job.max_steps else None
+    if job.state == "succeeded":
+        fraction = 1.0
+    failure = (Failure(kind=job.reason_kind, message=job.reason)
+               if job.state in ("failed", "cancelled") else None)
+    out = JobOut(
+        id=job.id, kind=job.kind, name=job.name, state=job.state, owner=owner,
+        priority=job.priority, gpus=job.gpus, queue=job.queue, attempt=job.attempt,
+        max_attempts=job.max_attempts, created_at=iso(job.created_at),
+        updated_at=iso(job.updated_at), started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        progress=Progress(step=job.step, max_steps=job.max_steps, fraction=fraction,
+                          eta_seconds=finite(eta) if job.state == "running" else None),
+        failure=failure, config=job.config, links=links(job.id))
+    if session is not None:
+        out.last_metrics = last_metrics(session, job.id)
+        out.evaluation = evaluation(session, job)
+        out.attempts = [AttemptOut(number=a.number, worker_id=a.worker_id,
+                                   started_at=iso(a.started_at), finished_at=iso(a.finished_at),
+                                   outcome=a.outcome, reason=a.reason)
+                        for a in session.scalars(select(store.Attempt)
+                                                 .where(store.Attempt.job_id == job.id)
+                                                 .order_by(store.Attempt.number))]
+    return out
+
+
+def owner_names(session: Session, owner_ids: set[int]) -> dict[int, str]:
+    if not owner_ids:
+        return {}
+    return dict(session.execute(select(store.User.id, store.User.name)
+                                .where(store.User.id.in_(owner_ids))).all())
+
+
+def job_detail(engine, job: store.Job) -> JobOut:
+    with store.session_scope(engine, write=False) as s:
+        return job_out(job, owner_names(s, {job.owner_id}).get(job.owner_id, "?"), s)

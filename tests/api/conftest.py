@@ -1,0 +1,108 @@
+"""Fixtures for the API tests: a real redis-server, a real SQLite file, the real app."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api import store
+from api.auth import create_token
+from api.main import create_app
+from api.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not on PATH")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def write_dataset(root: Path, name: str) -> Path:
+    """A directory with an annotations.json: all the API checks before queueing."""
+    path = root / name
+    (path / "JPEGImages").mkdir(parents=True, exist_ok=True)
+    (path / "annotations.json").write_text(json.dumps({"videos": [], "annotations": [], "categories": []}))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, redis_url) -> Settings:
+    data = tmp_path / "data"
+    write_dataset(data, "synthetic")
+    write_dataset(data, "synthetic-val")
+    return Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'sam3v.db'}",
+                    data_root=data, runs_root=tmp_path / "runs", broker_url=redis_url,
+                    gpu_counts=[0, 2], max_body_bytes=64 * 1024, sse_poll_seconds=0.05,
+                    sse_keepalive_seconds=0.5)
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as c:  # runs the lifespan: migrations
+        yield c
+
+
+@pytest.fixture
+def engine(client, settings):
+    return store.get_engine(settings)
+
+
+@pytest.fixture
+def tokens(client, settings) -> dict[str, str]:
+    return {name: create_token(settings, name, name == "root") for name in ("alice", "bob", "root")}
+
+
+@pytest.fixture
+def auth(tokens):
+    return {name: {"Authorization": f"Bearer {tok}"} for name, tok in tokens.items()}
+
+
+def train_body(**overrides) -> dict:
+    config = {"data": {"train": "synthetic", "val": "synthetic-val"}, "max_steps": 20,
+              "gpus": 0, "checkpoint_every": 5}
+    body = {"kind": "train", "name": "t1", "config": config}
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def make_job(client, auth):
+    def _make(user="alice", **overrides):
+        r = client.post("/jobs", json=train_body(**overrides), headers=auth[user])
+        assert r.status_code == 201, r.text
+        return r.json()
+    return _make
