@@ -10,10 +10,21 @@
 from .native import ANNOTATION_FILE, IMAGE_DIR, NativeDataset, Track, Video, load_native
 from .problems import DatasetError, Problem
 from .synthetic import write_synthetic
-from .video_dataset import EvalClip, NativeVideoDataset, collate, eval_clips, make_video_dataset
+from .validate import validate_dataset
+
+# These need torch and sam3 (seconds to import): loaded on first use, so the API and the
+# CLI can validate a dataset without them.
+_SAM3_NAMES = {"EvalClip", "NativeVideoDataset", "collate", "eval_clips", "make_video_dataset"}
+
+
+def __getattr__(name: str):
+    if name in _SAM3_NAMES:
+        from . import video_dataset
+        return getattr(video_dataset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ANNOTATION_FILE", "IMAGE_DIR", "NativeDataset", "Track", "Video", "load_native",
-    "DatasetError", "Problem", "write_synthetic", "EvalClip", "NativeVideoDataset",
-    "collate", "eval_clips", "make_video_dataset",
+    "DatasetError", "Problem", "validate_dataset", "write_synthetic", *sorted(_SAM3_NAMES),
 ]
