@@ -1,0 +1,43 @@
+"""The worker: turns a queued job into a supervised torchrun process.
+
+One Celery worker process per GPU set, concurrency 1, one queue:
+
+    celery -A worker.celery_app worker -Q cpu --concurrency 1
+    python -m worker            # the same, queue picked from SAM3V_WORKER_GPUS
+
+The worker never imports torch (Celery forks; CUDA must not be initialised in the
+parent). Training runs only in the torchrun child, `sam3_video.train` / `.evaluate`.
+
+Modules, one job each:
+    celery_app  the Celery app, its settings, the task and the shutdown/reaper hooks
+    tasks       run_job: claim, write job.json, launch, supervise, finish or retry
+    launch      build the torchrun argument list and start it (own session, PDEATHSIG)
+    proctree    remember every descendant; terminate them all and confirm
+    ingest      tail metrics.jsonl, find new checkpoints, estimate the ETA
+    supervise   the loop: lease, ingest, cancel, shutdown
+    reaper      return expired leases to the queue, re-send lost broker messages
+
+Environment (all read through `api.settings.Settings`, prefix SAM3V_):
+    SAM3V_BROKER_URL            redis://host:port/db carrying "please run job N"
+    SAM3V_DATABASE_URL          the job store (source of truth for job state)
+    SAM3V_DATA_ROOT, SAM3V_RUNS_ROOT (or DATA_ROOT, RUNS_ROOT)
+                                datasets; run directories (RUNS_ROOT/job-<id>)
+    SAM3V_WORKER_GPUS           "" = a CPU worker serving queue "cpu";
+                                "0,1" = owns GPUs 0 and 1, serves "gpu2" and exports
+                                CUDA_VISIBLE_DEVICES=0,1 to its trainer
+    SAM3V_WORKER_QUEUE          optional override of the queue name (tests, odd setups)
+    SAM3V_WORKER_ID             name recorded on claimed jobs (default host-pid)
+    SAM3V_LEASE_SECONDS         lease length; renewed every lease/3 (at most 5 s);
+                                the reaper runs every lease/2 (at most 30 s)
+    SAM3V_MAX_ATTEMPTS          infrastructure failures are retried up to this
+    SAM3V_VISIBILITY_TIMEOUT_S  Redis redelivers an unacked message after this; keep it
+                                longer than the longest job (a redelivery is harmless:
+                                the claim makes it a no-op)
+    SAM3V_CANCEL_GRACE_S        seconds between SIGTERM (trainer checkpoints) and SIGKILL
+                                on cancel and on worker shutdown (default 30)
+
+Stopping a worker: SIGTERM (docker stop) is a warm shutdown. The running job's trainer
+gets SIGTERM, writes a checkpoint and exits; the job goes back to the queue and its
+message is re-sent, then the worker exits. Give the container a stop grace period of
+at least SAM3V_CANCEL_GRACE_S + 10 s.
+"""

@@ -1,0 +1,254 @@
+"""Real processes for the worker tests: redis-server, Celery workers, torchrun, uvicorn.
+
+`stack` gives one isolated service per test: its own Redis port, SQLite file, run and
+data directories. Jobs are created the way POST /jobs creates them (store.create_job +
+api.broker.enqueue) unless a test goes through HTTP on purpose (`stack.start_api()`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from api import broker, store
+from api.auth import create_token
+from api.queues import queue_name
+from api.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+# A tiny detect job: ~0.2 s per step on a CPU; the start-up (imports) dominates.
+TINY_TRAIN = {
+    "task": "detect", "model": {"preset": "tiny"},
+    "data": {"train": "synthetic", "frames_per_clip": 2, "batch_size_per_gpu": 1,
+             "image_size": 112},
+    "max_steps": 6, "checkpoint_every": 2, "keep_last": 2, "gpus": 0,
+}
+
+
+def tiny_train(**overrides) -> dict:
+    config = json.loads(json.dumps(TINY_TRAIN))
+    config.update(overrides)
+    return config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and every descendant (tests clean up after themselves)."""
+    try:
+        family = [psutil.Process(proc.pid)]
+        family += family[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=10)
+
+
+class RedisServer:
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        # RDB snapshot on shutdown only: "stop with data" keeps the queues, "wipe" loses them.
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--save", "3600 1", "--appendonly", "no", "--daemonize", "no"],
+            stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+        wait_until(self.ping, 10, "redis-server to answer")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, keep_data: bool) -> None:
+        """SHUTDOWN SAVE (the queues survive a restart) or SIGKILL + delete the dump."""
+        if keep_data:
+            self.proc.send_signal(signal.SIGTERM)  # redis saves an RDB snapshot on SIGTERM
+            self.proc.wait(timeout=20)
+        else:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            (self.dir / "dump.rdb").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class Stack:
+    def __init__(self, root: Path, data_root: Path):
+        self.root = root
+        self.runs_root = root / "runs"
+        self.runs_root.mkdir()
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.redis = RedisServer(root / "redis")
+        self.redis.start()
+        self.db_url = f"sqlite:///{root / 'sam3v.db'}"
+        self.env = {
+            **os.environ,
+            "SAM3V_DATABASE_URL": self.db_url, "SAM3V_DATA_ROOT": str(data_root),
+            "SAM3V_RUNS_ROOT": str(self.runs_root), "SAM3V_BROKER_URL": self.redis.url,
+            "SAM3V_GPU_COUNTS": "0,1", "SAM3V_LEASE_SECONDS": "4", "SAM3V_MAX_ATTEMPTS": "3",
+            "SAM3V_CANCEL_GRACE_S": "5", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for plain in ("DATA_ROOT", "RUNS_ROOT", "DATABASE_URL"):
+            self.env.pop(plain, None)  # the SAM3V_ names above must win
+        self.settings = Settings(database_url=self.db_url, data_root=data_root,
+                                 runs_root=self.runs_root, broker_url=self.redis.url,
+                                 gpu_counts=[0, 1], lease_seconds=4)
+        self.engine = store.create_db_engine(self.db_url)
+        store.migrate(self.settings, engine=self.engine)
+        self.token = create_token(self.engine, "tester", True)
+        with store.session_scope(self.engine) as s:
+            self.owner_id = s.query(store.User).filter_by(name="tester").one().id
+        self.workers: list[subprocess.Popen] = []
+        self.api: subprocess.Popen | None = None
+        self.api_port = free_port()
+
+    # -- processes
+    def start_worker(self, name: str, gpus: str = "", **env) -> subprocess.Popen:
+        worker_env = {**self.env, "SAM3V_WORKER_GPUS": gpus, "SAM3V_WORKER_ID": name, **env}
+        queue = queue_name(len([g for g in gpus.split(",") if g.strip()]))
+        proc = subprocess.Popen(
+            [PY, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queue,
+             "--concurrency", "1", "--hostname", f"{name}@%h", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=REPO, env=worker_env, start_new_session=True,
+            stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT)
+        self.workers.append(proc)
+        return proc
+
+    def worker_log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def start_api(self) -> None:
+        self.api = subprocess.Popen(
+            [PY, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            cwd=REPO, env=self.env, start_new_session=True,
+            stdout=open(self.logs / "api.log", "ab"), stderr=subprocess.STDOUT)
+        wait_until(self._api_up, 60, "the API to answer /healthz")
+
+    def stop_api(self) -> None:
+        self.api.send_signal(signal.SIGTERM)
+        self.api.wait(timeout=20)
+
+    def _api_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    # -- jobs
+    def submit(self, config: dict, kind: str = "train") -> int:
+        """What POST /jobs does after validation: a queued row, then the broker message."""
+        gpus = config["gpus"]
+        with store.session_scope(self.engine) as s:
+            job = store.create_job(s, owner_id=self.owner_id, kind=kind, name=None, config=config,
+                                   gpus=gpus, queue=queue_name(gpus), priority=0,
+                                   max_attempts=3, runs_root=self.runs_root)
+        assert broker.enqueue(self.settings, job.id, gpus)
+        return job.id
+
+    def job(self, job_id: int) -> store.Job:
+        return store.get_job(job_id, engine=self.engine)
+
+    def wait_state(self, job_id: int, states: tuple[str, ...], timeout: float) -> store.Job:
+        return wait_until(lambda: (j := self.job(job_id)).state in states and j, timeout,
+                          f"job {job_id} to reach {states}")
+
+    def run_dir(self, job_id: int) -> Path:
+        return self.runs_root / f"job-{job_id}"
+
+    def trainer_processes(self, job_id: int) -> list[psutil.Process]:
+        """Every live process whose command line names this job's run directory."""
+        marker = str(self.run_dir(job_id))
+        found = []
+        for p in psutil.process_iter(["cmdline", "status"]):
+            try:
+                if p.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(p.info["cmdline"] or []):
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return found
+
+    def close(self) -> None:
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            if proc.poll() is None:
+                kill_tree(proc)
+        for job_dir in self.runs_root.glob("job-*"):  # trainers orphaned by a killed worker
+            for p in self.trainer_processes(int(job_dir.name.split("-")[1])):
+                p.kill()
+        self.redis.close()
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for name, seed in (("synthetic", 0), ("synthetic-val", 1)):
+        subprocess.run([PY, "-m", "sam3_video.data", "synthetic", str(root / name),
+                        "--videos", "2", "--frames", "4", "--seed", str(seed)],
+                       check=True, cwd=REPO, capture_output=True)
+    return root
+
+
+@pytest.fixture
+def stack(tmp_path, data_root):
+    s = Stack(tmp_path, data_root)
+    yield s
+    s.close()
+    if os.environ.get("SAM3V_KEEP_TEST_LOGS"):
+        shutil.copytree(s.logs, Path(os.environ["SAM3V_KEEP_TEST_LOGS"]) / tmp_path.name,
+                        dirs_exist_ok=True)

@@ -1,0 +1,67 @@
+"""Start the training/evaluation program under torchrun, as an argument list (no shell).
+
+The child runs in its own session (a Ctrl+C or a signal to the worker's process group
+does not reach it; the worker decides when it stops) with a parent-death signal: if the
+process that started it dies, torchrun gets SIGTERM, which it forwards to the ranks,
+and the trainer writes a checkpoint and exits.
+
+Rendezvous: `--standalone` makes torchrun bind its c10d store on port 0, so the kernel
+picks a free port atomically. Concurrent jobs on one host therefore never clash (an
+explicit --rdzv-endpoint would be ignored by torchrun under --standalone anyway).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+PROGRAMS = {"train": "sam3_video.train", "eval": "sam3_video.evaluate"}
+_PR_SET_PDEATHSIG = 1
+
+
+def torchrun_argv(kind: str, nproc: int, job_file: Path, run_dir: Path) -> list[str]:
+    # `python -m torch.distributed.run` is torchrun, run by this very interpreter/venv.
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+            f"--nproc_per_node={nproc}", "-m", PROGRAMS[kind],
+            "--config", str(job_file), "--run-dir", str(run_dir)]
+
+
+def _die_with_parent(parent_pid: int):
+    """preexec_fn: ask the kernel to SIGTERM us when the parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def child_env(data_root: Path, runs_root: Path, cuda_devices: list[int]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DATA_ROOT=str(data_root), RUNS_ROOT=str(runs_root), PYTHONUNBUFFERED="1",
+               # "" hides every GPU from a CPU job: two jobs never share a device.
+               CUDA_VISIBLE_DEVICES=",".join(str(d) for d in cuda_devices))
+    return env
+
+
+def log_path(run_dir: Path, attempt: int) -> Path:
+    return run_dir / "logs" / f"attempt-{attempt}.log"
+
+
+def start(kind: str, nproc: int, run_dir: Path, attempt: int, env: dict[str, str]) -> subprocess.Popen:
+    """Start torchrun for RUN_DIR/job.json; stdout+stderr go to RUN_DIR/logs/attempt-N.log."""
+    path = log_path(run_dir, attempt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = torchrun_argv(kind, nproc, run_dir / "job.json", run_dir)
+    with open(path, "ab") as logfile:
+        logfile.write(f"$ {' '.join(argv)}\n".encode())
+        logfile.flush()
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfile,
+                                stderr=subprocess.STDOUT, env=env, cwd=run_dir,
+                                start_new_session=True, close_fds=True,
+                                preexec_fn=_die_with_parent(os.getpid()))

@@ -1,0 +1,65 @@
+"""Recovery, run every few seconds in every worker's main process (on Celery's event-loop
+timer, see celery_app.ShutdownAndReaper; no extra thread, no beat process).
+
+- A running job whose lease expired lost its worker (killed, hung, host gone): back to
+  the queue for another attempt, which resumes from the latest checkpoint; after
+  max_attempts it fails with the reason. A cancelling one is confirmed cancelled.
+- A queued job whose broker message is older than `stale_after_s` may have lost it
+  (e.g. Redis restarted empty): send it again. A duplicate is harmless (the claim).
+
+Several workers reaping at once is fine: each transition is one conditional UPDATE, so
+exactly one of them wins a requeue and sends its message.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from api import store
+from api.settings import get_settings
+from worker.celery_app import enqueue, reaper_interval_s
+
+log = logging.getLogger(__name__)
+
+
+def stale_after_s(interval_s: float) -> float:
+    return max(10.0, 4 * interval_s)
+
+
+def reap_once() -> dict[str, int]:
+    """One pass. Returns counts per action (for logs and tests). Never raises: a broken
+    database or broker is logged and tried again on the next pass."""
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
+    try:
+        _reap_expired(counts)
+        _resend_stale(counts, stale_after_s(reaper_interval_s(get_settings())))
+    except Exception:
+        log.exception("reaper pass failed")
+    if any(counts.values()):
+        log.info("reaper: %s", counts)
+    return counts
+
+
+def _reap_expired(counts: dict[str, int]) -> None:
+    for job in store.expired_leases(time.time()):
+        why = f"lease expired: worker {job.worker_id} stopped renewing on attempt {job.attempt}"
+        if job.state == "cancelling":
+            if store.finish_job(job.id, job.attempt, "cancelled", "cancelled", why):
+                counts["cancelled"] += 1
+        elif job.attempt >= job.max_attempts:
+            reason = f"attempt {job.attempt} of {job.max_attempts} failed: {why}"
+            if store.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
+                counts["failed"] += 1
+        elif store.requeue_job(job.id, job.attempt, why):
+            enqueue(job.id, job.gpus)
+            counts["requeued"] += 1
+
+
+def _resend_stale(counts: dict[str, int], older_than_s: float) -> None:
+    for job in store.stale_queued(older_than_s):
+        try:
+            enqueue(job.id, job.gpus)
+            counts["resent"] += 1
+        except Exception:
+            log.exception("job %s: re-sending failed (broker down?)", job.id)
+            return  # the broker is likely down for all of them; next pass

@@ -1,0 +1,119 @@
+"""The supervision loop of one attempt: one thread, one tick a second.
+
+Each tick: record new descendants, feed new metrics and checkpoints to the job store,
+and every few seconds renew the lease. It ends when the trainer exits, or stops the
+trainer itself when the job is cancelled, the lease is lost, or the worker shuts down.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from api import store
+from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
+from worker.proctree import ProcessTree
+
+log = logging.getLogger(__name__)
+
+METRICS_BATCH = 500  # rows per add_metrics call (one transaction each)
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    stopped_by: str | None = None   # None | "cancel" | "lease_lost" | "shutdown"
+    survivors: tuple[int, ...] = ()
+
+
+class Supervisor:
+    def __init__(self, job_id: int, attempt: int, max_steps: int | None, run_dir: Path,
+                 proc: subprocess.Popen, *, lease_seconds: float, cancel_grace_s: float,
+                 stop_requested: threading.Event, tick_s: float = 1.0):
+        self.job_id, self.attempt, self.max_steps = job_id, attempt, max_steps
+        self.run_dir = run_dir
+        self.proc = proc
+        self.tree = ProcessTree(proc)
+        self.lease_seconds = lease_seconds
+        self.renew_every = min(5.0, lease_seconds / 3)
+        self.cancel_grace_s = cancel_grace_s
+        self.stop_requested = stop_requested
+        self.tick_s = tick_s
+        # Every attempt re-reads metrics.jsonl from the start: lines an earlier attempt
+        # wrote but never delivered are not lost (add_metrics overwrites duplicates).
+        self.metrics = MetricsTail(run_dir / "metrics.jsonl")
+        self.checkpoints = CheckpointScanner(run_dir / "checkpoints")
+        self.rate = StepRate()
+        self.last_step: int | None = None
+        self.pending_rows: list[tuple[str, int, float, float]] = []  # read, not yet stored
+        self.last_renewed = time.monotonic()
+
+    def run(self) -> Outcome:
+        next_renew = time.monotonic() + self.renew_every
+        while True:
+            self.tree.refresh()
+            exit_code = self.proc.poll()
+            self.ingest()
+            if exit_code is not None:
+                return Outcome(exit_code)
+            if self.stop_requested.is_set():
+                return self.stop("shutdown")
+            if time.monotonic() >= next_renew:
+                next_renew = time.monotonic() + self.renew_every
+                reason = self.renew()
+                if reason:
+                    return self.stop(reason)
+            time.sleep(self.tick_s)
+
+    def renew(self) -> str | None:
+        """Renew the lease; the reason to stop, if any."""
+        try:
+            state = store.renew_lease(self.job_id, self.attempt, self.lease_seconds)
+        except Exception:  # a locked or unreachable database: try again next time
+            log.exception("job %s: renewing the lease failed", self.job_id)
+            # Stop before the lease runs out, or the reaper hands the job to another
+            # worker while this trainer still writes into the same run directory.
+            if time.monotonic() - self.last_renewed > 0.8 * self.lease_seconds:
+                return "lease_lost"
+            return None
+        self.last_renewed = time.monotonic()
+        if state is None:
+            log.warning("job %s attempt %s: lease lost", self.job_id, self.attempt)
+            return "lease_lost"
+        if state == "cancelling":
+            return "cancel"
+        return None
+
+    def stop(self, reason: str) -> Outcome:
+        log.info("job %s: stopping the trainer (%s)", self.job_id, reason)
+        survivors = self.tree.terminate(self.cancel_grace_s)
+        self.ingest()  # the final checkpoint written on SIGTERM
+        return Outcome(self.proc.poll(), reason, tuple(survivors))
+
+    def ingest(self) -> None:
+        """Move new metrics lines and checkpoint files into the job store."""
+        try:
+            self._ingest_metrics()
+            for ckpt in self.checkpoints.new_files():
+                store.add_checkpoint(self.job_id, ckpt.name, ckpt.step, ckpt.size_bytes,
+                                     ckpt.sha256, str(ckpt.path))
+        except Exception:  # the files stay; the next tick tries again
+            log.exception("job %s: ingesting metrics/checkpoints failed", self.job_id)
+
+    def _ingest_metrics(self) -> None:
+        records = self.metrics.read_new()
+        for record in records:
+            self.pending_rows.extend(metric_rows(record))
+            if "loss" in record:  # a training line: progress and speed
+                self.rate.add(record["step"], float(record.get("time", time.time())))
+                self.last_step = record["step"]
+        while self.pending_rows:  # drop rows only once the store has them
+            batch = self.pending_rows[:METRICS_BATCH]
+            store.add_metrics(self.job_id, self.attempt, batch)
+            del self.pending_rows[:len(batch)]
+        if records and self.last_step is not None:
+            store.record_progress(self.job_id, self.last_step, self.max_steps,
+                                  self.rate.eta_seconds(self.max_steps))

@@ -1,0 +1,223 @@
+"""The task: one delivery of "please run job N".
+
+claim (a duplicate delivery finds nothing to claim and returns) -> write RUN_DIR/job.json
+-> launch torchrun -> supervise -> finish: succeeded, failed with a classified reason,
+cancelled, or back to the queue for another attempt (the trainer resumes from its
+latest checkpoint by itself).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+
+from celery.signals import worker_process_init
+
+from api import store
+from api.settings import Settings, get_settings
+from sam3_video import exit_codes
+from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalConfig,
+                               TrainConfig, parse_config, resolve_under)
+from worker import launch
+from worker.celery_app import (TASK_NAME, app, cancel_grace_s, enqueue, worker_gpu_ids,
+                               worker_id)
+from worker.ingest import CHECKPOINT_NAME
+from worker.supervise import Outcome, Supervisor
+
+log = logging.getLogger(__name__)
+
+# Set by SIGUSR2, which the worker's main process sends on shutdown (celery_app).
+STOP_REQUESTED = threading.Event()
+# torchrun itself exits 1 whenever a rank fails; the rank's own code is in its report.
+ROOT_CAUSE_EXIT = re.compile(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", re.S)
+LOG_TAIL_BYTES = 8000
+
+
+@worker_process_init.connect
+def _init_pool_process(**_):
+    """In each forked pool process: a fresh DB connection pool (never share sockets or
+    SQLite handles with the parent) and the shutdown signal handler."""
+    store.get_engine().dispose(close=False)
+    signal.signal(signal.SIGUSR2, lambda *_: STOP_REQUESTED.set())
+
+
+@app.task(name=TASK_NAME)
+def run_job(job_id: int) -> str:
+    return run(int(job_id))
+
+
+def run(job_id: int, settings: Settings | None = None) -> str:
+    """Run one attempt of the job if it is ours to run. Returns what happened, briefly."""
+    settings = settings or get_settings()
+    gpu_ids = worker_gpu_ids(settings)
+    job = store.get_job(job_id)
+    if job is None:
+        log.warning("job %s: no such job, message dropped", job_id)
+        return "missing"
+    if job.gpus != len(gpu_ids):  # misrouted: never run on the wrong hardware
+        if job.state == "queued":
+            enqueue(job.id, job.gpus)
+        log.warning("job %s wants %s GPUs, this worker has %s: re-sent", job_id, job.gpus, len(gpu_ids))
+        return "misrouted"
+    claimed = store.claim_job(job_id, worker_id(settings), settings.lease_seconds)
+    if claimed is None:
+        log.info("job %s is %s, not queued: duplicate delivery, nothing to do", job_id, job.state)
+        return "not-queued"
+    log.info("job %s attempt %s claimed", job_id, claimed.attempt)
+    try:
+        return run_attempt(claimed, settings, gpu_ids)
+    except Exception as err:  # a bug or a full disk in the worker: never leave it running
+        log.exception("job %s: the worker failed", job_id)
+        return retry_or_fail(claimed, f"worker error: {err!r}")
+
+
+def run_attempt(job: store.Job, settings: Settings, gpu_ids: list[int]) -> str:
+    run_dir = Path(job.run_dir) if job.run_dir else settings.run_dir(job.id)
+    try:
+        config = resolved_config(job.kind, job.config, settings)
+    except ConfigError as err:
+        store.finish_job(job.id, job.attempt, "failed", "config", str(err))
+        return "failed:config"
+    write_job_file(run_dir, job, config)
+    env = launch.child_env(settings.data_root, settings.runs_root, gpu_ids)
+    proc = launch.start(job.kind, max(1, job.gpus), run_dir, job.attempt, env)
+    supervisor = Supervisor(job.id, job.attempt, getattr(config, "max_steps", None), run_dir,
+                            proc, lease_seconds=settings.lease_seconds,
+                            cancel_grace_s=cancel_grace_s(), stop_requested=STOP_REQUESTED)
+    try:
+        outcome = supervisor.run()
+    finally:
+        supervisor.tree.kill()  # whatever happened above, no process of this attempt stays
+    return finish(job, outcome, launch.log_path(run_dir, job.attempt))
+
+
+# ---------------------------------------------------------------- job.json
+
+def resolved_config(kind: str, raw: dict, settings: Settings) -> TrainConfig | EvalConfig:
+    """Validate the stored config and make every path in it absolute."""
+    config = parse_config(kind, raw)
+    data_roots = {DATA_ROOT_ENV: str(settings.data_root)}
+    weight_roots = {**data_roots, RUNS_ROOT_ENV: str(settings.runs_root)}
+    if isinstance(config, TrainConfig):
+        config.data.train = str(resolve_under(config.data.train, "data.train", data_roots))
+        if config.data.val is not None:
+            config.data.val = str(resolve_under(config.data.val, "data.val", data_roots))
+    else:
+        config.data.dataset = str(resolve_under(config.data.dataset, "data.dataset", data_roots))
+    init = config.model.init
+    if init is not None:
+        if init.path is None and init.job_id is not None:
+            init.path = str(job_checkpoint(settings.run_dir(init.job_id), init.checkpoint,
+                                           init.job_id))
+        if init.path is not None:
+            init.path = str(resolve_under(init.path, "model.init.path", weight_roots))
+    return config
+
+
+def job_checkpoint(run_dir: Path, name: str, job_id: int) -> Path:
+    """A previous job's checkpoint file: by name, or 'latest' = the highest step."""
+    ckpt_dir = run_dir / "checkpoints"
+    names = sorted(p.name for p in ckpt_dir.glob("step_*.pt") if CHECKPOINT_NAME.match(p.name))
+    if name == "latest":
+        if not names:
+            raise ConfigError([f"model.init.job_id: job {job_id} has no checkpoint"])
+        return ckpt_dir / names[-1]
+    if name not in names:
+        raise ConfigError([f"model.init.checkpoint: job {job_id} has no checkpoint {name!r}"])
+    return ckpt_dir / name
+
+
+def write_job_file(run_dir: Path, job: store.Job, config: TrainConfig | EvalConfig) -> Path:
+    """RUN_DIR/job.json, written atomically (a half-written file is never read)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    envelope = {"kind": job.kind, "job_id": job.id, "attempt": job.attempt,
+                "config": config.model_dump(mode="json")}
+    path, tmp = run_dir / "job.json", run_dir / "job.json.tmp"
+    tmp.write_text(json.dumps(envelope, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- finishing
+
+def log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def trainer_exit_code(torchrun_code: int | None, tail: str) -> int | None:
+    if torchrun_code == 0:
+        return 0
+    causes = ROOT_CAUSE_EXIT.findall(tail)
+    return int(causes[-1]) if causes else torchrun_code
+
+
+def classify(code: int | None, tail: str) -> str:
+    """config | oom | infrastructure, from the trainer's exit code and its log."""
+    if code == exit_codes.CONFIG_ERROR:
+        return "config"
+    if code == exit_codes.OUT_OF_MEMORY or "out of memory" in tail.lower():
+        return "oom"
+    return "infrastructure"
+
+
+def last_lines(tail: str, n: int = 15) -> str:
+    lines = [line for line in tail.splitlines() if line.strip()]
+    return "\n".join(lines[-n:])[-2000:]
+
+
+def finish(job: store.Job, outcome: Outcome, log_file: Path) -> str:
+    if outcome.survivors:
+        log.error("job %s: processes %s survived SIGKILL", job.id, outcome.survivors)
+    if outcome.stopped_by == "lease_lost":
+        return "lease-lost"  # another attempt owns the job now; nothing to record
+    if outcome.stopped_by == "cancel":
+        store.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
+        return "cancelled"
+    if outcome.stopped_by == "shutdown":
+        return requeue(job, "the worker shut down; resumes from the latest checkpoint")
+    tail = log_tail(log_file)
+    code = trainer_exit_code(outcome.exit_code, tail)
+    if code == 0:
+        store.finish_job(job.id, job.attempt, "succeeded", None, None)
+        return "succeeded"
+    kind = classify(code, tail)
+    reason = f"exit code {code}; end of {log_file.name}:\n{last_lines(tail)}"
+    if kind in ("config", "oom"):  # retrying would fail the same way
+        store.finish_job(job.id, job.attempt, "failed", kind, reason)
+        return f"failed:{kind}"
+    return retry_or_fail(job, reason)
+
+
+def retry_or_fail(job: store.Job, reason: str) -> str:
+    """An infrastructure failure: another attempt while attempts remain, else failed."""
+    if job.attempt < job.max_attempts:
+        return requeue(job, reason)
+    reason = f"attempt {job.attempt} of {job.max_attempts} failed: {reason}"
+    if store.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
+        return "failed:infrastructure"
+    return settle_cancel(job)
+
+
+def requeue(job: store.Job, reason: str) -> str:
+    if store.requeue_job(job.id, job.attempt, reason):
+        enqueue(job.id, job.gpus)
+        return "requeued"
+    return settle_cancel(job)
+
+
+def settle_cancel(job: store.Job) -> str:
+    """A transition was refused: if a cancel arrived meanwhile, confirm it."""
+    current = store.get_job(job.id)
+    if current is not None and current.state == "cancelling" and current.attempt == job.attempt:
+        store.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
+        return "cancelled"
+    return f"left:{current.state if current else 'missing'}"
