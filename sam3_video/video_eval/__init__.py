@@ -1,7 +1,9 @@
 """Video metrics for predicted masklets: sam3's own evaluators plus DAVIS J&F.
 
     link_detections(frame_detections, video_id=, category_id=)  per-frame detections -> masklets
+    link_dataset_detections(detections, video_lengths)          ... for a whole dataset
     score_predictions(dataset_dir, predictions)                 -> {"headline": {...}, ...}
+    score_detections(dataset_dir, detections)                   link, then score
     predictions_from_ground_truth(dataset_dir)                  the perfect prediction set
 
 A prediction (masklet) is {"video_id", "category_id", "score", "segmentations": [RLE | None
@@ -9,10 +11,11 @@ per frame], "bboxes", "areas"}, the format of sam3.eval. This package knows noth
 models: the evaluator and the trainer turn model outputs into masklets and call it.
 """
 from .ground_truth import GroundTruthError, load_annotations, predictions_from_ground_truth
-from .linking import LINKING_METHOD, link_detections
-from .scoring import HEADLINE_KEYS, score_predictions
+from .linking import LINKING_METHOD, link_dataset_detections, link_detections
+from .scoring import HEADLINE_KEYS, score_detections, score_predictions
 
 __all__ = [
-    "GroundTruthError", "HEADLINE_KEYS", "LINKING_METHOD", "link_detections",
-    "load_annotations", "predictions_from_ground_truth", "score_predictions",
+    "GroundTruthError", "HEADLINE_KEYS", "LINKING_METHOD", "link_dataset_detections",
+    "link_detections", "load_annotations", "predictions_from_ground_truth",
+    "score_detections", "score_predictions",
 ]

@@ -8,8 +8,9 @@ never start one, so detector noise does not become a flood of one-frame masklets
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -85,3 +86,34 @@ def link_detections(
             "areas": [r[2] for r in records],
         })
     return predictions
+
+
+def link_dataset_detections(
+    detections: Iterable[Mapping],
+    video_lengths: Mapping[int, int],
+    *,
+    score_threshold: float = 0.5,
+    min_iou: float = 0.1,
+) -> list[dict]:
+    """Masklets for a whole dataset from flat per-frame detections, each {"video_id",
+    "category_id", "frame_index", "score", "segmentation" (RLE) or "mask"}: linked per
+    (video, phrase) with link_detections."""
+    by_pair: dict[tuple[int, int], dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for i, det in enumerate(detections):
+        try:
+            video_id, category_id, t = int(det["video_id"]), int(det["category_id"]), int(det["frame_index"])
+            mask = det["segmentation"] if "segmentation" in det else det["mask"]
+            score = float(det["score"])
+        except KeyError as err:
+            raise ValueError(f"detections[{i}]: missing {err.args[0]!r}") from None
+        if video_id not in video_lengths:
+            raise ValueError(f"detections[{i}].video_id: {video_id} is not a video of the dataset")
+        if not 0 <= t < video_lengths[video_id]:
+            raise ValueError(f"detections[{i}].frame_index: {t} outside 0..{video_lengths[video_id] - 1}")
+        by_pair[(video_id, category_id)][t].append({"mask": mask, "score": score})
+    masklets = []
+    for (video_id, category_id), frames in sorted(by_pair.items()):
+        per_frame = [frames.get(t, []) for t in range(video_lengths[video_id])]
+        masklets += link_detections(per_frame, video_id=video_id, category_id=category_id,
+                                    score_threshold=score_threshold, min_iou=min_iou)
+    return masklets

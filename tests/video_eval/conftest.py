@@ -45,3 +45,17 @@ def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_vis")
     write_dataset(root)
     return root
+
+
+@pytest.fixture(scope="module")
+def synthetic_dataset(tmp_path_factory):
+    """The data package's synthetic clips (3 videos x 4 frames; some objects leave the frame)."""
+    from sam3_video.data import write_synthetic
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(root, videos=3, frames=4, seed=3)
+    return root
+
+
+@pytest.fixture(params=["tiny_dataset", "synthetic_dataset"])
+def any_dataset(request):
+    return request.getfixturevalue(request.param)

@@ -81,3 +81,19 @@ def test_disjoint_masks_are_not_linked():
 def test_bad_detection_names_the_frame():
     with pytest.raises(ValueError, match="frame 1 detection 0"):
         link_detections([[], [{"mask": box_mask(0, 0, 0)}]], video_id=1, category_id=1)
+
+
+def test_score_detections_links_then_scores_shuffled_ground_truth(tiny_dataset):
+    from sam3_video.video_eval import load_annotations, predictions_from_ground_truth, score_detections
+    detections = [{"video_id": p["video_id"], "category_id": p["category_id"], "frame_index": t,
+                   "score": 0.9, "segmentation": s}
+                  for p in predictions_from_ground_truth(tiny_dataset)
+                  for t, s in enumerate(p["segmentations"]) if s is not None]
+    random.Random(1).shuffle(detections)
+    result = score_detections(tiny_dataset, detections)
+    assert result["linking"] == "iou-hungarian"
+    assert len(result["predictions"]) == len(load_annotations(tiny_dataset)["annotations"])
+    assert result["headline"]["mask_ap"] == 1.0
+    assert result["headline"]["j_and_f"] == 1.0
+    with pytest.raises(ValueError, match=r"detections\[0\].frame_index: 9"):
+        score_detections(tiny_dataset, [dict(detections[0], frame_index=9)])
