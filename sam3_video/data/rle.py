@@ -17,32 +17,42 @@ def encode_mask(mask: np.ndarray) -> dict:
     return rle
 
 
-def compressed_counts(counts: str) -> list[int]:
+def compressed_counts(counts: str) -> np.ndarray:
     """Decode COCO's compressed counts string into run lengths (rleFrString in maskApi.c).
 
-    Each number is a run of 6-bit groups (char - 48): 5 value bits, bit 5 = "more follows",
-    bit 4 of the last group = sign. From the third run on, numbers are deltas to the run
-    two places back. Raises ValueError on characters outside the alphabet or a cut-off number.
+    Each number is a run of 6-bit groups (char - 48), least significant first: 5 value
+    bits, bit 5 = "another group follows", bit 4 of the last group = sign. From the third
+    number on, each is a delta to the run two places back. Vectorised with numpy because
+    a large dataset has hundreds of thousands of masks. Raises ValueError on characters
+    outside the alphabet or a cut-off number.
     """
-    runs: list[int] = []
-    pos, n = 0, len(counts)
-    while pos < n:
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= n:
-                raise ValueError("counts string ends in the middle of a number")
-            group = ord(counts[pos]) - 48
-            if not 0 <= group < 64:
-                raise ValueError(f"character {counts[pos]!r} at {pos} is not valid RLE")
-            value |= (group & 0x1F) << shift
-            more = bool(group & 0x20)
-            pos += 1
-            shift += 5
-            if not more and group & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
+    try:
+        raw = counts.encode("ascii")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"character {counts[err.start]!r} at {err.start} is not valid RLE") from None
+    groups = np.frombuffer(raw, np.uint8).astype(np.int64) - 48
+    if len(groups) == 0:
+        return np.zeros(0, np.int64)
+    bad = np.flatnonzero((groups < 0) | (groups >= 64))
+    if len(bad):
+        raise ValueError(f"character {counts[bad[0]]!r} at {bad[0]} is not valid RLE")
+    last = (groups & 0x20) == 0  # the last group of a number
+    if not last[-1]:
+        raise ValueError("counts string ends in the middle of a number")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 12:  # 60 bits: more would overflow (and is no real mask)
+        raise ValueError("a run length is too large")
+    shift = 5 * (np.arange(len(groups)) - np.repeat(starts, lengths))
+    values = np.add.reduceat((groups & 0x1F) << shift, starts)
+    negative = (groups[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * lengths[negative])
+    # run[i] = value[i] + run[i - 2] for i >= 3: a running sum over each parity, where the
+    # even chain starts at index 2 (run[0] stands alone)
+    runs = values.copy()
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
     return runs
 
 
@@ -64,13 +74,14 @@ def rle_problem(segmentation, height: int, width: int) -> str | None:
         except ValueError as err:
             return f"RLE counts do not decode: {err}"
     elif isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-        runs = counts
+        runs = np.array(counts, dtype=object)  # python ints: no overflow on absurd values
     else:
         return "RLE 'counts' must be a string (compressed) or a list of integers"
-    if any(r < 0 for r in runs):
+    if (runs < 0).any():
         return "RLE counts contain a negative run"
-    if sum(runs) != height * width:
-        return f"RLE runs cover {sum(runs)} pixels, the frame has {height * width}"
+    covered = int(runs.sum())
+    if covered != height * width:
+        return f"RLE runs cover {covered} pixels, the frame has {height * width}"
     return None
 
 
