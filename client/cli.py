@@ -43,7 +43,10 @@ def _client(args):
 
 
 def _print(job: dict) -> None:
-    print(json.dumps(job, indent=2))
+    try:
+        print(json.dumps(job, indent=2), flush=True)
+    except BrokenPipeError:  # `sam3v status 1 | head`: the reader left, nothing to report
+        sys.stdout = None
 
 
 def cmd_submit(args) -> int:

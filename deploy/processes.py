@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -29,6 +30,15 @@ def become_subreaper() -> bool:
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _sigterm_when_launcher_dies() -> None:
+    """preexec_fn: if the launcher is killed outright (SIGKILL), each child still gets
+    SIGTERM and shuts down gracefully (the worker checkpoints its job) instead of living on."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass
@@ -68,7 +78,8 @@ def start_child(name: str, argv: list[str], env: dict[str, str], log_path: Path,
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
         log.flush()
         popen = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+                                 stderr=subprocess.STDOUT, start_new_session=True,
+                                 preexec_fn=_sigterm_when_launcher_dies)
     return Child(name, popen, log_path)
 
 
