@@ -1,0 +1,117 @@
+"""The `sam3` preset is exactly the upstream detector; builds and freezing behave.
+
+How (b) is checked: no real weights exist here, so both models are built on the meta
+device (shapes only, no memory). The upstream one comes from sam3's own
+`sam3.model_builder.build_sam3_image_model`, run inside a TorchFunctionMode that sends
+every tensor factory to "meta" (including the CUDA-only cache allocations that make that
+builder fail on a CPU) and keeps `torch.linspace` on the CPU (ViT reads drop-path rates
+with .item()). The detector stored in sam3.pt (`detector.*`) also has the tracker neck,
+which upstream builds with `_create_vision_backbone(enable_inst_interactivity=True)`: the
+second comparison swaps that vision backbone in.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
+
+from sam3_video import compat
+from sam3_video.config import FreezeConfig, ModelConfig
+from sam3_video.model import TINY, build_detection_loss, build_model, default_image_size, vit_layer_id
+
+from .conftest import tiny_model
+
+VISION = "backbone.vision_backbone."
+TEXT = "backbone.language_backbone."
+
+
+class _AllocateOnMeta(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _device_constructors():
+            kwargs["device"] = "cpu" if func is torch.linspace else "meta"
+        return func(*args, **kwargs)
+
+
+def _shapes(state: dict, prefix: str = "") -> dict:
+    return {prefix + k: tuple(v.shape) for k, v in state.items()}
+
+
+@pytest.fixture(scope="module")
+def upstream_detector_shapes():
+    from sam3 import model_builder
+
+    with _AllocateOnMeta():
+        image_model = model_builder.build_sam3_image_model(
+            bpe_path=compat.bpe_vocab_path(), device="cpu", eval_mode=False,
+            checkpoint_path=None, load_from_HF=False, enable_inst_interactivity=False)
+        vision_with_tracker_neck = model_builder._create_vision_backbone(enable_inst_interactivity=True)
+    plain = _shapes(image_model.state_dict())
+    with_neck = {k: v for k, v in plain.items() if not k.startswith(VISION)}
+    with_neck.update(_shapes(vision_with_tracker_neck.state_dict(), VISION))
+    return plain, with_neck
+
+
+@pytest.mark.parametrize("with_tracker_neck", [False, True])
+def test_sam3_preset_matches_upstream_detector(upstream_detector_shapes, with_tracker_neck):
+    with _AllocateOnMeta():
+        ours = build_model(ModelConfig(preset="sam3"), with_tracker_neck=with_tracker_neck)
+    expected = upstream_detector_shapes[1 if with_tracker_neck else 0]
+    got = _shapes(ours.state_dict())
+    assert sorted(set(expected) - set(got)) == []
+    assert sorted(set(got) - set(expected)) == []
+    assert {k: v for k, v in got.items() if expected[k] != v} == {}
+    assert sum(p.numel() for p in ours.parameters()) > 800_000_000  # ViT-L + text 1024x24
+    assert default_image_size("sam3") == 1008
+
+
+def test_text_encoder_params_finite_after_build():
+    """Upstream leaves positional_embedding / text_projection as torch.empty."""
+    for seed in range(3):
+        model = tiny_model(seed=seed)
+        text = model.backbone.language_backbone.encoder
+        for tensor in (text.positional_embedding, text.text_projection):
+            assert torch.isfinite(tensor).all()
+            assert tensor.abs().max() < 10
+            assert tensor.std() > 0  # initialised, not zeros
+        bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        assert bad == []
+
+
+@pytest.mark.parametrize("vision,text", [(True, False), (False, True), (True, True)])
+def test_freeze_flags_freeze_the_right_parameters(vision, text, clip_batch):
+    model = tiny_model(freeze=FreezeConfig(vision_backbone=vision, text_encoder=text))
+    for name, param in model.named_parameters():
+        frozen = (vision and name.startswith(VISION)) or (text and name.startswith(TEXT))
+        assert param.requires_grad is not frozen, name
+    # and the frozen ones get no gradient from a training step
+    losses = build_detection_loss(TINY.num_queries, distributed=False)(model(clip_batch), clip_batch)
+    losses["core_loss"].backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(grads[n] is None for n in grads if vision and n.startswith(VISION))
+    assert all(grads[n] is None for n in grads if text and n.startswith(TEXT))
+    assert grads["transformer.decoder.query_embed.weight"] is not None
+
+
+def test_nothing_frozen_by_default():
+    model = tiny_model()
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_tiny_image_size_override_and_bad_size():
+    model = build_model(ModelConfig(preset="tiny"), image_size=2 * TINY.image_size)
+    assert model.backbone.vision_backbone.trunk.patch_embed is not None
+    with pytest.raises(ValueError, match="image_size"):
+        build_model(ModelConfig(preset="tiny"), image_size=TINY.image_size + 1)
+
+
+def test_vit_layer_id():
+    depth = TINY.vit_depth
+    model = tiny_model()
+    ids = {n: vit_layer_id(n, depth) for n, _ in model.named_parameters()}
+    assert ids["backbone.vision_backbone.trunk.patch_embed.proj.weight"] == 0
+    assert ids["backbone.vision_backbone.trunk.blocks.0.attn.qkv.weight"] == 1
+    assert ids[f"backbone.vision_backbone.trunk.blocks.{depth - 1}.mlp.fc1.weight"] == depth
+    assert ids["transformer.decoder.query_embed.weight"] == depth + 1
+    assert set(ids.values()) == set(range(depth + 2))
