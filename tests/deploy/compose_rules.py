@@ -172,9 +172,32 @@ def shutdown_problems(compose: dict) -> list[str]:
     return problems
 
 
-def interpolate(text: str) -> str:
-    """${VAR:-default} -> default (what compose uses when .env does not set VAR)."""
-    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against `env` (default: empty),
+    leaving $$ escapes alone. Raises ValueError for a required variable that is unset."""
+    env = env or {}
+
+    def value(match: re.Match) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise ValueError(f"{name}: {arg}")
+        return arg if op == ":-" else ""
+
+    return re.sub(r"(?<!\$)\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", value, text)
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Compose's merge of an override file, as far as these rules need it: mappings merge
+    key by key, anything else (command, lists) is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def parse_duration(text: str | int) -> float:

@@ -127,9 +127,40 @@ def test_env_example_documents_every_setting():
     assert expected - documented_names() == set()
 
 
-def test_env_example_documents_every_compose_variable():
-    used = set(re.findall(r"\$\{(SAM3V_[A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
+@pytest.mark.parametrize("name", ["docker-compose.yml", "deploy/compose.multihost.yml"])
+def test_env_example_documents_every_compose_variable(name):
+    used = set(re.findall(r"\$\{(SAM3V_[A-Z0-9_]+)", (ROOT / name).read_text()))
     assert used and used - documented_names() == set()
+
+
+MULTIHOST_ENV = {
+    "SAM3V_DATABASE_URL": "postgresql+psycopg://sam3v:pw@api-host:5432/sam3v",
+    "SAM3V_BROKER_URL": "redis://:secret@api-host:6379/0", "SAM3V_REDIS_PASSWORD": "secret",
+    "SAM3V_HOST_NAME": "gpuhost1", "SAM3V_NFS_SERVER": "nfs", "SAM3V_NFS_EXPORT": "/export/runs",
+}
+
+
+def test_multihost_override_keeps_every_rule():
+    """docker-compose.yml + deploy/compose.multihost.yml, as compose would merge them with
+    a .env holding MULTIHOST_ENV."""
+    def load(name):
+        return yaml.safe_load(rules.interpolate((ROOT / name).read_text(), MULTIHOST_ENV))
+
+    merged = rules.merge(load("docker-compose.yml"), load("deploy/compose.multihost.yml"))
+    for rule in rules.ALL_RULES:
+        assert rule(merged) == [], rule.__name__
+    for name in ("api", "worker-gpu0", "worker-gpu1"):
+        env = merged["services"][name]["environment"]
+        assert env["SAM3V_DATABASE_URL"].startswith("postgresql")
+        assert env["SAM3V_BROKER_URL"] == MULTIHOST_ENV["SAM3V_BROKER_URL"]
+    assert merged["volumes"]["runs"]["driver_opts"]["type"] == "nfs"
+    assert "gpuhost1-gpu0@%h" in merged["services"]["worker-gpu0"]["command"]
+
+
+def test_multihost_override_refuses_to_start_without_its_settings():
+    text = (ROOT / "deploy" / "compose.multihost.yml").read_text()
+    with pytest.raises(ValueError, match="SAM3V_DATABASE_URL"):
+        rules.interpolate(text, {k: v for k, v in MULTIHOST_ENV.items() if k != "SAM3V_DATABASE_URL"})
 
 
 def test_dockerfile_keeps_the_base_image_torch():

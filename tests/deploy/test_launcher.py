@@ -8,10 +8,20 @@ import sqlite3
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def tiny_train_config(max_steps: int = 4) -> dict:
+    """examples/train_tiny.json, cut to a few steps (the full 40 are the trainer's tests'
+    business); checkpoints every 2 steps so a stop mid-job has one to resume from."""
+    config = json.loads((ROOT / "examples" / "train_tiny.json").read_text())
+    config.update(max_steps=max_steps, checkpoint_every=2)
+    config["schedule"]["warmup_steps"] = 1
+    return config
 
 
 def wait_for_state(client, job_id: int, states: set[str], timeout_s: float, stack) -> dict:
@@ -35,7 +45,7 @@ def test_up_runs_a_job_stops_cleanly_and_restarts_with_the_same_database(make_st
     assert token and (home.data / "synthetic" / "annotations.json").is_file()
     assert (home.data / "synthetic-val" / "annotations.json").is_file()
 
-    config = json.loads((ROOT / "examples" / "train_tiny.json").read_text())
+    config = tiny_train_config()
     with stack.client() as client:
         assert client.get("/readyz").status_code == 200
         created = client.post("/jobs", json={"kind": "train", "config": config})
@@ -79,4 +89,47 @@ def test_second_start_reuses_demo_data_and_token_without_regenerating(make_stack
     assert again.token() == token
     assert annotations.stat().st_mtime_ns == first_mtime
     assert again.stop(signal.SIGTERM) == 0
+    assert again.leftovers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_restart_after_a_crash_resumes_the_interrupted_job_from_its_checkpoint(make_stack):
+    """Power-loss style stop: every process of the stack is SIGKILLed mid-job, so the job
+    still holds its lease. The next start must hand it back at once (not after the lease
+    runs out) and the new attempt must resume from the checkpoint, not from step 0."""
+    stack = make_stack()
+    stack.start()
+    checkpoints = None
+    with stack.client() as client:
+        job_id = client.post("/jobs", json={"kind": "train", "config": tiny_train_config(6)}).json()["id"]
+        checkpoints = stack.layout.runs / f"job-{job_id}" / "checkpoints"
+        deadline = time.monotonic() + 600
+        while not list(checkpoints.glob("step_*.pt")) and time.monotonic() < deadline:
+            stack.remember()
+            time.sleep(0.5)
+    first = sorted(p.name for p in checkpoints.glob("step_*.pt"))
+    assert first, f"no checkpoint within 600 s:\n{stack.output_text()}"
+    stack.remember()
+    victims = [psutil.Process(stack.proc.pid), *stack.seen.values()]
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=30)
+    assert stack.leftovers() == []
+
+    again = make_stack()
+    again.start()
+    with again.client() as client:
+        job = wait_for_state(client, job_id, FINISHED, 600, again)
+    assert job["state"] == "succeeded", json.dumps(job, indent=2)
+    assert job["attempt"] == 2
+    assert job["attempts"][0]["reason"] == "the local stack was restarted"
+    # The second attempt logged only steps after the checkpoint it resumed from.
+    resumed_from = int(first[-1][len("step_"):-len(".pt")])
+    log = (again.layout.runs / f"job-{job_id}" / "logs" / "attempt-2.log").read_text()
+    assert f"step {resumed_from + 1}/" in log and "step 1/" not in log, log[-3000:]
+    assert again.stop(signal.SIGINT) == 0
     assert again.leftovers() == []
