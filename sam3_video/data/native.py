@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from .problems import DatasetError, Problem
@@ -70,9 +71,17 @@ class NativeDataset:
     def annotation_file(self) -> Path:
         return self.root / ANNOTATION_FILE
 
+    @cached_property
+    def _tracks_by_video(self) -> dict[int, list[Track]]:
+        by_video: dict[int, list[Track]] = {vid: [] for vid in self.videos}
+        for track in self.tracks:
+            by_video[track.video_id].append(track)
+        return by_video
+
     def tracks_of(self, video_id: int, category_id: int | None = None) -> list[Track]:
-        return [tr for tr in self.tracks if tr.video_id == video_id
-                and (category_id is None or tr.category_id == category_id)]
+        """The video's tracks in file order, optionally only those of one noun phrase."""
+        return [tr for tr in self._tracks_by_video.get(video_id, [])
+                if category_id is None or tr.category_id == category_id]
 
     def video_phrase_pairs(self, include_negatives: bool = False) -> list[tuple[int, int]]:
         """(video_id, category_id) pairs in a fixed order: videos in file order, then

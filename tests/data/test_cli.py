@@ -33,3 +33,12 @@ def test_validate_lists_every_problem_and_exits_nonzero(dataset_copy):
 def test_bad_arguments_are_refused(tmp_path):
     result = _cli("synthetic", str(tmp_path / "x"), "--frames", "0")
     assert result.returncode != 0 and "--frames" in result.stderr
+
+
+def test_validating_needs_neither_torch_nor_sam3():
+    """The API validates datasets in its own process: that must stay a light import."""
+    code = ("import sys, sam3_video.data as d; d.validate_dataset('/nonexistent'); "
+            "print(sorted(m for m in ('torch', 'sam3') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam3_video.config import ConfigError
 from sam3_video.data import DatasetError, load_native, validate_dataset
 from sam3_video.data.rle import encode_mask
 
@@ -167,5 +168,6 @@ def test_load_native_refuses_a_broken_dataset_with_every_problem(dataset_copy):
     dataset_copy.edit(break_it)
     with pytest.raises(DatasetError) as caught:
         load_native(dataset_copy.root)
+    assert isinstance(caught.value, ConfigError)  # so the trainer exits with CONFIG_ERROR
     assert len(caught.value.problems) == 2
     assert "annotations.json annotations[1].category_id" in caught.value.problems[0]
