@@ -112,7 +112,7 @@ def _is_int(v) -> bool:
 
 
 def _is_number(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _box_iou(a: list[float], b: list[float]) -> float:
@@ -123,9 +123,13 @@ def _box_iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _edges(box: list[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = box
+    return x, y, x + w, y + h
+
+
 def _boxes_agree(box: list[float], mask_box: list[float]) -> bool:
-    edges = lambda b: (b[0], b[1], b[0] + b[2], b[1] + b[3])  # noqa: E731
-    close = all(abs(p - q) <= BOX_MASK_SLACK_PX for p, q in zip(edges(box), edges(mask_box)))
+    close = all(abs(p - q) <= BOX_MASK_SLACK_PX for p, q in zip(_edges(box), _edges(mask_box)))
     return close or _box_iou(box, mask_box) >= BOX_MASK_MIN_IOU
 
 

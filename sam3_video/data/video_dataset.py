@@ -28,7 +28,7 @@ from sam3.train.transforms.basic_for_api import ComposeAPI, NormalizeAPI, ToTens
 from sam3.train.transforms.segmentation import DecodeRle
 
 from .loader import DatapointRef, NativeGroundingLoader
-from .native import ANNOTATION_FILE, IMAGE_DIR, load_native
+from .native import ANNOTATION_FILE, IMAGE_DIR
 
 # sam3's image normalisation (its predictors use the same mean/std)
 IMAGE_MEAN = (0.5, 0.5, 0.5)
@@ -142,5 +142,5 @@ def eval_clips(root: str | Path, *, image_size: int, frames_per_clip: int | None
                        frame_indices=ref.frame_indices, datapoint=dataset[index])
 
 
-__all__ = ["make_video_dataset", "NativeVideoDataset", "collate", "eval_clips", "EvalClip", "load_native",
+__all__ = ["make_video_dataset", "NativeVideoDataset", "collate", "eval_clips", "EvalClip",
            "video_transforms", "SquareResize"]
