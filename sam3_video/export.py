@@ -50,13 +50,14 @@ def _load(path: Path) -> object:
     if not path.is_file():
         raise ExportError(f"{path}: file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Training checkpoints may carry non-tensor state (RNG states); the file was named
-        # explicitly on the command line, so a full unpickle is the user's choice.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # Training checkpoints may carry non-tensor state (RNG states); the file was
+            # named explicitly on the command line, so a full unpickle is the user's choice.
+            return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated or not a torch file
-        raise ExportError(f"{path}: cannot be read ({err})") from None
+        raise ExportError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
 
 
 def read_model_state(path: Path) -> dict:

@@ -55,7 +55,7 @@ def read_weights_file(path: Path) -> dict:
         runs_root = os.environ.get(RUNS_ROOT_ENV)
         if not runs_root or Path(runs_root).resolve() not in path.resolve().parents:
             raise ConfigError([f"model.init.path: {path}: not a plain tensor checkpoint"]) from None
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = _load_or_config_error(path, weights_only=False)
     except Exception as err:  # truncated file, not a torch file, ...
         raise ConfigError([f"model.init.path: {path}: cannot be read ({err})"]) from None
     if isinstance(blob, dict) and isinstance(blob.get("model"), dict):
@@ -63,6 +63,13 @@ def read_weights_file(path: Path) -> dict:
     if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
         raise ConfigError([f"model.init.path: {path}: holds no state dict"])
     return blob
+
+
+def _load_or_config_error(path: Path, weights_only: bool):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:
+        raise ConfigError([f"model.init.path: {path}: cannot be read ({err})"]) from None
 
 
 def detector_state(state: dict) -> dict:
