@@ -6,13 +6,14 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import store
 from api.schemas import AttemptOut, Failure, JobOut, MetricValue, Progress
 
 ETA_WINDOW = 20  # recent steps used for the rate
+ETA_METRIC = "loss"  # every training step logs it
 
 
 def iso(t: float | None) -> str | None:
@@ -31,13 +32,15 @@ def links(job_id: int) -> dict[str, str]:
 
 
 def eta_from_steps(session: Session, job: store.Job) -> float | None:
-    """Seconds left, from the step rate of this attempt's recent metrics."""
+    """Seconds left, from the step rate of this attempt's recent training steps
+    (the 'loss' series, read backwards along its primary-key index)."""
     if job.state != "running" or not job.max_steps:
         return None
     rows = session.execute(
-        select(store.Metric.step, func.max(store.Metric.time))
-        .where(store.Metric.job_id == job.id, store.Metric.attempt == job.attempt)
-        .group_by(store.Metric.step).order_by(store.Metric.step.desc()).limit(ETA_WINDOW)).all()
+        select(store.Metric.step, store.Metric.time)
+        .where(store.Metric.job_id == job.id, store.Metric.name == ETA_METRIC,
+               store.Metric.attempt == job.attempt)
+        .order_by(store.Metric.step.desc()).limit(ETA_WINDOW)).all()
     if len(rows) < 2:
         return job.eta_seconds
     (last_step, last_t), (first_step, first_t) = rows[0], rows[-1]
@@ -48,12 +51,8 @@ def eta_from_steps(session: Session, job: store.Job) -> float | None:
 
 
 def last_metrics(session: Session, job_id: int) -> dict[str, MetricValue]:
-    newer = aliased(store.Metric)
-    newest_step = (select(func.max(newer.step))
-                   .where(newer.job_id == store.Metric.job_id, newer.name == store.Metric.name)
-                   .scalar_subquery())
-    rows = session.scalars(select(store.Metric).where(store.Metric.job_id == job_id,
-                                                      store.Metric.step == newest_step))
+    rows = session.scalars(select(store.MetricLatest).where(store.MetricLatest.job_id == job_id)
+                           .order_by(store.MetricLatest.name))
     return {m.name: MetricValue(step=m.step, value=finite(m.value), time=m.time) for m in rows}
 
 
@@ -75,9 +74,10 @@ def evaluation(session: Session, job: store.Job) -> dict | None:
         data = json.loads(path.read_text())
         base, final = _numbers(data.get("base")), _numbers(data.get("final"))
     except (OSError, ValueError, AttributeError):
-        rows = session.scalars(select(store.Metric).where(store.Metric.job_id == job.id,
-                                                          store.Metric.name.like("val/%"))
-                               .order_by(store.Metric.step)).all()
+        # A name range ('val0' follows 'val/') instead of LIKE, so the index is used.
+        rows = session.scalars(select(store.Metric).where(
+            store.Metric.job_id == job.id, store.Metric.name >= "val/", store.Metric.name < "val0")
+            .order_by(store.Metric.step)).all()
         if rows:
             first_step, last_step = rows[0].step, rows[-1].step
             base = {m.name: finite(m.value) for m in rows if m.step == first_step}

@@ -26,7 +26,7 @@ from api.store.jobs import (add_checkpoint, add_event, add_metrics, cancel_job, 
 from api.store.migrate import migrate
 from api.store.models import (ACTIVE_STATES, FINISHED_STATES, JOB_STATES, REASON_KINDS,
                               Attempt, Base, Checkpoint, IdempotencyKey, Job, JobEvent,
-                              Metric, Token, User)
+                              Metric, MetricLatest, Token, User)
 
 __all__ = [
     "create_db_engine", "get_engine", "normalise_url", "reader", "session_scope",
@@ -34,5 +34,5 @@ __all__ = [
     "delete_job", "expired_leases", "finish_job", "get_job", "mark_enqueued",
     "record_progress", "renew_lease", "requeue_job", "retry_job", "stale_queued", "migrate",
     "ACTIVE_STATES", "FINISHED_STATES", "JOB_STATES", "REASON_KINDS", "Attempt", "Base",
-    "Checkpoint", "IdempotencyKey", "Job", "JobEvent", "Metric", "Token", "User",
+    "Checkpoint", "IdempotencyKey", "Job", "JobEvent", "Metric", "MetricLatest", "Token", "User",
 ]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.store.db import get_engine, session_scope
 from api.store.models import (ACTIVE_STATES, FINISHED_STATES, REASON_KINDS, Attempt,
-                              Checkpoint, Job, JobEvent, Metric)
+                              Checkpoint, Job, JobEvent, Metric, MetricLatest)
 
 
 def _engine(engine: Engine | None) -> Engine:
@@ -173,10 +173,27 @@ def add_metrics(job_id: int, attempt: int, rows: Iterable[tuple[str, int, float,
             set_={"value": stmt.excluded.value, "time": stmt.excluded.time,
                   "attempt": stmt.excluded.attempt})
         s.execute(stmt, values)
+        _update_latest(s, insert, values)
         add_event(s, job_id, "metrics", {"names": sorted({v["name"] for v in values}),
                                          "step": max(v["step"] for v in values),
                                          "count": len(values)})
     return len(values)
+
+
+def _update_latest(s: Session, insert, values: list[dict]) -> None:
+    """Keep metric_latest at each name's highest step; a newer attempt always wins
+    (it re-trains steps after resuming from an earlier checkpoint)."""
+    newest: dict[str, dict] = {}
+    for v in values:
+        if v["name"] not in newest or v["step"] >= newest[v["name"]]["step"]:
+            newest[v["name"]] = v
+    stmt = insert(MetricLatest)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[MetricLatest.job_id, MetricLatest.name],
+        set_={"step": stmt.excluded.step, "value": stmt.excluded.value,
+              "time": stmt.excluded.time, "attempt": stmt.excluded.attempt},
+        where=(stmt.excluded.step >= MetricLatest.step) | (stmt.excluded.attempt > MetricLatest.attempt))
+    s.execute(stmt, list(newest.values()))
 
 
 def add_checkpoint(job_id: int, name: str, step: int, size_bytes: int, sha256: str, path: str,

@@ -87,6 +87,18 @@ class Metric(Base):
     attempt: Mapped[int] = mapped_column(Integer)
 
 
+class MetricLatest(Base):
+    """Newest point per (job, metric name), kept by add_metrics, so a job's detail view
+    reads a handful of rows instead of scanning a long training history."""
+    __tablename__ = "metric_latest"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Float)
+    time: Mapped[float] = mapped_column(Float)
+    attempt: Mapped[int] = mapped_column(Integer)
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)

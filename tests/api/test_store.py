@@ -108,6 +108,13 @@ def test_metrics_upsert_and_checkpoints_are_idempotent(db):
     with store.session_scope(engine, write=False) as s:
         rows = [(m.step, m.value, m.attempt) for m in s.scalars(select(store.Metric).order_by(store.Metric.step))]
     assert rows == [(1, 2.0, 1), (2, 1.3, 2)]
+    # metric_latest: the highest step wins, and a newer attempt (resumed earlier) wins too.
+    store.add_metrics(job.id, 2, [("acc", 5, 0.5, 1.0), ("acc", 4, 0.4, 1.0)], engine=engine)
+    store.add_metrics(job.id, 2, [("acc", 3, 0.3, 2.0)], engine=engine)
+    store.add_metrics(job.id, 3, [("acc", 2, 0.7, 3.0)], engine=engine)
+    with store.session_scope(engine, write=False) as s:
+        latest = {(m.name, m.step, m.value, m.attempt) for m in s.scalars(select(store.MetricLatest))}
+    assert latest == {("loss", 2, 1.3, 2), ("acc", 2, 0.7, 3)}
     assert store.add_checkpoint(job.id, "step_0000002.pt", 2, 5, "a" * 64, "/x", engine=engine)
     assert not store.add_checkpoint(job.id, "step_0000002.pt", 2, 5, "a" * 64, "/x", engine=engine)
     assert [k for k, _ in _events(engine, job.id)].count("checkpoint") == 1

@@ -1,5 +1,5 @@
-"""initial schema: users, tokens, jobs, attempts, metrics, checkpoints, idempotency keys,
-job events
+"""initial schema: users, tokens, jobs, attempts, metrics (+ newest per name),
+checkpoints, idempotency keys, job events
 
 Revision ID: 0001
 Revises:
@@ -79,6 +79,15 @@ def upgrade() -> None:
         sa.Column("attempt", sa.Integer, nullable=False),
     )
     op.create_table(
+        "metric_latest",
+        sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("value", sa.Float, nullable=True),
+        sa.Column("time", sa.Float, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+    )
+    op.create_table(
         "checkpoints",
         sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("name", sa.String(200), primary_key=True),
@@ -108,6 +117,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("job_events", "idempotency_keys", "checkpoints", "metrics", "attempts",
+    for table in ("job_events", "idempotency_keys", "checkpoints", "metric_latest", "metrics", "attempts",
                   "jobs", "tokens", "users"):
         op.drop_table(table)
