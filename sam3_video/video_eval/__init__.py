@@ -4,6 +4,7 @@
     link_dataset_detections(detections, video_lengths)          ... for a whole dataset
     score_predictions(dataset_dir, predictions)                 -> {"headline": {...}, ...}
     score_detections(dataset_dir, detections)                   link, then score
+    flat_metrics(results)                                       headline + J, F: for metric lines
     predictions_from_ground_truth(dataset_dir)                  the perfect prediction set
 
 A prediction (masklet) is {"video_id", "category_id", "score", "segmentations": [RLE | None
@@ -12,10 +13,10 @@ models: the evaluator and the trainer turn model outputs into masklets and call 
 """
 from .ground_truth import GroundTruthError, load_annotations, predictions_from_ground_truth
 from .linking import LINKING_METHOD, link_dataset_detections, link_detections
-from .scoring import HEADLINE_KEYS, score_detections, score_predictions
+from .scoring import HEADLINE_KEYS, flat_metrics, score_detections, score_predictions
 
 __all__ = [
-    "GroundTruthError", "HEADLINE_KEYS", "LINKING_METHOD", "link_dataset_detections",
+    "GroundTruthError", "HEADLINE_KEYS", "flat_metrics", "LINKING_METHOD", "link_dataset_detections",
     "link_detections", "load_annotations", "predictions_from_ground_truth",
     "score_detections", "score_predictions",
 ]

@@ -47,6 +47,7 @@ def run_saco_suite(gt: dict, predictions: list[dict]) -> dict:
     # Imported here: pulling in sam3.eval costs seconds and most callers of the package
     # (linking, J&F) do not need it.
     from sam3.eval.saco_veval_eval import VEvalEvaluator
+    from sam3.eval.saco_veval_evaluators import VideoTetaEvaluator
 
     with tempfile.TemporaryDirectory(prefix="sam3v-eval-") as scratch:
         scratch = Path(scratch)
@@ -56,7 +57,18 @@ def run_saco_suite(gt: dict, predictions: list[dict]) -> dict:
         pred_file.write_text(json.dumps(predictions))
         try:
             with _output_to(log_file):
-                return VEvalEvaluator(str(gt_file), str(out_file)).run_eval(str(pred_file))
+                evaluator = VEvalEvaluator(str(gt_file), str(out_file))
+                teta = next(e for e in evaluator.evaluators if isinstance(e, VideoTetaEvaluator))
+                skip_teta = not any(p["score"] >= teta.prob_thresh and any(p["segmentations"])
+                                    for p in predictions)
+                if skip_teta:
+                    # The TETA toolkit indexes the first confident prediction and crashes
+                    # when there is none; with nothing to localise or associate, TETA is 0.
+                    evaluator.evaluators.remove(teta)
+                results = evaluator.run_eval(str(pred_file))
         except Exception as err:
             tail = log_file.read_text()[-2000:] if log_file.exists() else ""
             raise EvaluatorError(f"sam3 video evaluator failed: {err!r}\n{tail}") from err
+    if skip_teta:
+        results["dataset_results"][f"{teta.dataset_name}_mask_teta"] = 0.0
+    return results

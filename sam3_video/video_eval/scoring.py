@@ -119,3 +119,11 @@ def score_detections(dataset_dir: str | Path, detections: list[dict], *,
     results["linking"] = linking.LINKING_METHOD
     results["predictions"] = predictions
     return results
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """The numbers worth plotting from score_predictions/score_detections results: the
+    headline map plus DAVIS J and F and the masklet count (flat, floats)."""
+    return {**results["headline"], "j": _unit(results["davis"]["j"]),
+            "f": _unit(results["davis"]["f"]),
+            "num_masklets": float(results["counts"]["predicted_masklets"])}

@@ -113,3 +113,13 @@ def test_bad_prediction_names_the_field(tiny_dataset):
         score_predictions(tiny_dataset, [preds[0], dict(preds[1], video_id=99)])
     with pytest.raises(ValueError, match=r"predictions\[0\].segmentations: 3 frames"):
         score_predictions(tiny_dataset, [dict(preds[0], segmentations=preds[0]["segmentations"][:3])])
+
+
+def test_only_unconfident_predictions_rank_for_ap_but_detect_nothing(tiny_dataset):
+    # Below the 0.5 threshold masklets still rank for AP, but HOTA, TETA, cgF1 and J&F see
+    # no detection (sam3's TETA toolkit would crash on that; we report 0).
+    result = score_predictions(tiny_dataset, predictions_from_ground_truth(tiny_dataset, score=0.3))
+    head = result["headline"]
+    assert head["mask_ap"] == 1.0 and head["phrase_ap"] == 1.0
+    assert head["hota"] == 0.0 and head["teta"] == 0.0
+    assert head["cgf1"] == 0.0 and head["j_and_f"] == 0.0
