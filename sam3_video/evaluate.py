@@ -5,8 +5,10 @@
 
 FILE is an EvalConfig (bare, or inside a job.json envelope). model.init.path is a
 checkpoint of ours, an upstream sam3.pt, or absent (the preset with random init). Writes
-DIR/predictions.json (one record per detection), DIR/results.json ({"metrics", "dataset",
-"weights", "num_predictions", ...}) and one DIR/metrics.jsonl line {"step": 0,
+DIR/predictions.json (detect: the masklets linked from per-frame detections; other tasks:
+one record per prediction), DIR/results.json ({"metrics", "dataset", "weights",
+"num_predictions", ...; detect adds "linking" and "video_metrics", every metric of
+sam3_video.video_eval}) and one DIR/metrics.jsonl line {"step": 0,
 "eval/<metric>": ...}. Under torchrun, rank 0 does the work and the other ranks wait.
 Exit codes as the trainer's (sam3_video.exit_codes).
 """
@@ -51,12 +53,19 @@ def evaluate(cfg: EvalConfig, run_dir: Path, device: torch.device) -> dict[str, 
     with torch.no_grad():
         predictions = task.predict(model, root)
     seconds = time.perf_counter() - started
-    metrics = task.score(predictions, root)
+    extra = {}
+    if hasattr(task, "score_video"):  # detect: masklets linked from per-frame detections
+        video = task.score_video(predictions, root)
+        metrics, records = video.pop("metrics"), video.pop("predictions")
+        extra = {"linking": video["linking"], "video_metrics": video}
+    else:
+        metrics, records = task.score(predictions, root), [p.to_json() for p in predictions]
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "predictions.json", [p.to_json() for p in predictions])
+    write_json_atomic(run_dir / "predictions.json", records)
     init = cfg.model.init
     write_json_atomic(run_dir / "results.json", {
         "metrics": metrics,
+        **extra,
         "task": cfg.task,
         "dataset": str(root),
         "weights": init.path if init is not None and init.path else None,

@@ -129,9 +129,23 @@ class DetectTask:
         return detect_eval.predict(model, root, self.image_size, frames_per_clip=frames)
 
     def score(self, detections: list, root: Path) -> dict[str, float]:
+        """Video metrics (mask_ap, phrase_ap, hota, teta, cgf1, j_and_f, j, f) and the
+        per-frame COCO AP (frame_mask_ap, frame_box_ap, ...) as one flat map."""
+        return self.score_video(detections, root)["metrics"]
+
+    def score_video(self, detections: list, root: Path) -> dict:
+        """Every video metric (sam3_video.video_eval) of the detections, linked into
+        masklets: its results plus "metrics" (the flat map of score)."""
+        from sam3_video import video_eval
         from sam3_video.tasks import detect_eval
 
-        return detect_eval.score(detections, root)
+        threshold = self.cfg.score_threshold if isinstance(self.cfg, EvalConfig) else 0.5
+        results = video_eval.score_detections(root, [d.to_json() for d in detections],
+                                              score_threshold=threshold)
+        frame = {f"frame_{k}" if "ap" in k else k: v
+                 for k, v in detect_eval.score(detections, root).items()}
+        results["metrics"] = {**video_eval.flat_metrics(results), **frame}
+        return results
 
     def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
         """Metrics on `dataset_dir` (relative to DATA_ROOT): score(predict(...))."""
