@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -16,11 +19,14 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 
 
 def tiny_train_config(max_steps: int = 4) -> dict:
-    """examples/train_tiny.json, cut to a few steps (the full 40 are the trainer's tests'
-    business); checkpoints every 2 steps so a stop mid-job has one to resume from."""
+    """examples/train_tiny.json cut down to what these tests are about, the stack: a few
+    steps, a checkpoint every 2 so a stop mid-job has one to resume from, and no validation
+    set (base and final evaluation are the trainer's tests' business and cost minutes on a
+    busy 2-core machine)."""
     config = json.loads((ROOT / "examples" / "train_tiny.json").read_text())
     config.update(max_steps=max_steps, checkpoint_every=2)
     config["schedule"]["warmup_steps"] = 1
+    config["data"].pop("val", None)
     return config
 
 
@@ -133,3 +139,33 @@ def test_restart_after_a_crash_resumes_the_interrupted_job_from_its_checkpoint(m
     assert f"step {resumed_from + 1}/" in log and "step 1/" not in log, log[-3000:]
     assert again.stop(signal.SIGINT) == 0
     assert again.leftovers() == []
+
+
+def run_cli(*args: str, timeout_s: float = 120) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "client.cli", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout_s)
+
+
+def test_cli_against_a_running_stack(make_stack, tmp_path):
+    """sam3v submit / status / tokens over HTTP, with the API's answers passed through."""
+    stack = make_stack()
+    stack.start()
+    home = str(stack.layout.root)
+
+    # The local stack serves CPU jobs only: a GPU job is refused, naming the field.
+    refused = run_cli("submit", str(ROOT / "examples" / "train_tiny.json"), "--gpus", "1", "--home", home)
+    assert refused.returncode == 1 and "HTTP 422" in refused.stderr and "gpus" in refused.stderr
+
+    missing = run_cli("status", "999", "--home", home)
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+
+    token = run_cli("tokens", "create", "--user", "bob", "--home", home)
+    assert token.returncode == 0, token.stderr
+    bob = token.stdout.strip()
+    assert bob and bob != stack.token() and len(token.stdout.splitlines()) == 1
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        assert client.get("/jobs", headers={"Authorization": f"Bearer {bob}"}).status_code == 200
+        assert client.get("/jobs", headers={"Authorization": "Bearer sam3v_wrong"}).status_code == 401
+
+    assert stack.stop(signal.SIGINT) == 0
+    assert stack.leftovers() == []
