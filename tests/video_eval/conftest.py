@@ -59,3 +59,30 @@ def synthetic_dataset(tmp_path_factory):
 @pytest.fixture(params=["tiny_dataset", "synthetic_dataset"])
 def any_dataset(request):
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A DATA_ROOT with training clips and held-out clips (different seeds)."""
+    from sam3_video.data import write_synthetic
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root / "synthetic", videos=4, frames=4, seed=0)
+    write_synthetic(root / "synthetic-val", videos=2, frames=4, seed=1)
+    return root
+
+
+def run_program(program: str, config: dict, run_dir, data_root, timeout: float = 240):
+    """python -m sam3_video.<program> as a real subprocess, one thread."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir.parent / f"{run_dir.name}.json"
+    config_file.write_text(json.dumps(config))
+    env = dict(os.environ, DATA_ROOT=str(data_root), RUNS_ROOT=str(run_dir.parent),
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", f"sam3_video.{program}", "--config",
+                           str(config_file), "--run-dir", str(run_dir)],
+                          env=env, capture_output=True, text=True, timeout=timeout)
