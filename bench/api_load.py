@@ -65,6 +65,20 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process: its CPU cost, whatever else loads the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(server_pid: int, coro) -> dict:
+    """Run one phase; add the server's CPU milliseconds per request."""
+    before = cpu_seconds(server_pid)
+    result = asyncio.run(coro)
+    result["server_cpu_ms_per_req"] = 1000 * (cpu_seconds(server_pid) - before) / max(1, result["requests"])
+    return result
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -79,9 +93,12 @@ async def poll(base: str, headers: dict, job_id: int, clients: int, seconds: flo
         nonlocal errors
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
-            r = await client.get(f"/jobs/{job_id}", headers=headers)
+            try:
+                r = await client.get(f"/jobs/{job_id}", headers=headers)
+                errors += r.status_code != 200
+            except httpx.TransportError:  # counted, not fatal: we want the whole picture
+                errors += 1
             latencies.append(time.perf_counter() - t0)
-            errors += r.status_code != 200
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
@@ -103,9 +120,12 @@ async def posts(base: str, headers: dict, total: int, clients: int) -> dict:
         while queue:
             queue.pop()
             t0 = time.perf_counter()
-            r = await client.post("/jobs", json=body, headers=headers)
+            try:
+                r = await client.post("/jobs", json=body, headers=headers)
+                errors += r.status_code != 201
+            except httpx.TransportError:
+                errors += 1
             latencies.append(time.perf_counter() - t0)
-            errors += r.status_code != 201
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         start = time.perf_counter()
@@ -143,8 +163,9 @@ def main() -> None:
         token = subprocess.run([PY, "-c", setup], env=env, cwd=REPO, check=True,
                                capture_output=True, text=True).stdout.strip()
         headers = {"Authorization": f"Bearer {token}"}
-        procs.append(subprocess.Popen([PY, "-m", "uvicorn", "api.main:app", "--port", str(api_port),
-                                       "--log-level", "warning", "--no-access-log"], env=env, cwd=REPO))
+        server = subprocess.Popen([PY, "-m", "uvicorn", "api.main:app", "--port", str(api_port),
+                                   "--log-level", "warning", "--no-access-log"], env=env, cwd=REPO)
+        procs.append(server)
         base = f"http://127.0.0.1:{api_port}"
         wait_http(base + "/healthz")
 
@@ -154,21 +175,22 @@ def main() -> None:
                        env=env, cwd=REPO, check=True)
         asyncio.run(poll(base, headers, job_id, args.clients, 1.0))  # warm up
 
-        idle = asyncio.run(poll(base, headers, job_id, args.clients, args.seconds))
+        load_before = os.getloadavg()[0]
+        idle = measured(server.pid, poll(base, headers, job_id, args.clients, args.seconds))
         appender = subprocess.Popen([PY, "-c", APPENDER, str(job_id), str(args.append_interval)],
                                     env=env, cwd=REPO)
         procs.append(appender)
         time.sleep(1.0)
-        busy = asyncio.run(poll(base, headers, job_id, args.clients, args.seconds))
+        busy = measured(server.pid, poll(base, headers, job_id, args.clients, args.seconds))
         appender.terminate()
         appender.wait()
         detail = httpx.get(f"{base}/jobs/{job_id}", headers=headers).json()
-        post = asyncio.run(posts(base, headers, args.posts, args.post_clients))
+        post = measured(server.pid, posts(base, headers, args.posts, args.post_clients))
 
         result = {"poll_idle": idle, "poll_with_writer": busy,
                   "writer_steps_ingested": detail["progress"]["step"],
                   "poll_ratio_with_writer_vs_idle": busy["rps"] / idle["rps"], "post": post,
-                  "cpus": os.cpu_count()}
+                  "cpus": os.cpu_count(), "load_average_1m_at_start": load_before}
         print(json.dumps(result, indent=2))
     finally:
         for p in reversed(procs):

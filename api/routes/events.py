@@ -67,7 +67,7 @@ def job_events(request: Request, job: store.Job = Depends(visible_job),
     """Server-Sent Events of this job, from after Last-Event-ID (or ?after=)."""
     start = after or 0
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        if not last_event_id.strip().isdigit() or int(last_event_id.strip()) > 2**62:
             raise ApiError(400, "Last-Event-ID header: must be an event id (a non-negative integer)")
         start = int(last_event_id.strip())
     return StreamingResponse(_stream(request, job.id, start), media_type="text/event-stream",

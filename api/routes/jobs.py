@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api import broker, store
 from api.auth import Caller, current_caller
-from api.deps import visible_job
+from api.deps import MAX_ID, visible_job
 from api.errors import ApiError, responses
 from api.queues import queue_name
 from api.schemas import JobCreate, JobList, JobOut, JobState
@@ -80,6 +80,8 @@ def create_job(body: JobCreate, request: Request, response: Response,
         except IntegrityError:
             created = False
     if not created:
+        if job is None or job.id is None:  # lost the insert race twice: let the client retry
+            raise ApiError(409, f"Idempotency-Key {idempotency_key!r} is being used by a concurrent request; retry")
         return _replayed(response, engine, job)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
     if broker.enqueue(settings, job.id, job.gpus):
@@ -102,7 +104,7 @@ def _decode_cursor(cursor: str) -> int:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         before = data["before"]
-        if isinstance(before, int) and not isinstance(before, bool) and before > 0:
+        if isinstance(before, int) and not isinstance(before, bool) and 0 < before <= MAX_ID + 1:
             return before
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
         pass

@@ -298,3 +298,22 @@ def test_weights_from_previous_job_checkpoint(client, auth, make_job, engine, se
     body["config"]["model"]["init"] = {"job_id": src["id"]}
     r = client.post("/jobs", json=body, headers=auth["bob"])  # not bob's job
     assert r.status_code == 422 and f"job {src['id']} not found" in r.json()["detail"]
+
+
+def test_out_of_range_ids_are_client_errors_not_500(client, auth, make_job):
+    h = auth["alice"]
+    assert client.get("/jobs/99999999999999999999999", headers=h).status_code == 422
+    assert client.get(f"/jobs/{2**31}", headers=h).status_code == 422
+    assert client.get("/jobs/0", headers=h).status_code == 422
+    body = {"kind": "eval", "config": {"data": {"dataset": "synthetic-val"}, "gpus": 0,
+                                       "model": {"init": {"job_id": 2**70}}}}
+    r = client.post("/jobs", json=body, headers=h)
+    assert r.status_code == 422 and "not found" in r.json()["detail"]
+    import base64
+    huge = base64.urlsafe_b64encode(b'{"before": 1e400}').decode()
+    assert client.get(f"/jobs?cursor={huge}", headers=h).status_code == 400
+    huge = base64.urlsafe_b64encode(b'{"before": 99999999999999999999999}').decode()
+    assert client.get(f"/jobs?cursor={huge}", headers=h).status_code == 400
+    job = make_job()
+    r = client.get(f"/jobs/{job['id']}/events", headers={**h, "Last-Event-ID": "9" * 30})
+    assert r.status_code == 400
