@@ -185,6 +185,30 @@ def bpe_vocab_path() -> str:
     ])
 
 
+
+# --- 9. Parameters the detector never uses (strict DDP) -----------------------------------
+# Upstream structure, any preset: SAM3VLBackbone(scalp=1) drops the neck's 0.5x level
+# (convs.3), the text encoder returns token features so its pooled-output projection is
+# unused, and the pixel decoder upsamples the 3 remaining levels in 2 steps, leaving its
+# third stage unused. DDP(find_unused_parameters=False) then stops with "Expected to have
+# finished reduction in the prior iteration". They stay in the state dict (sam3.pt has
+# them) but get requires_grad False: strict DDP works and optimisers skip them.
+DETECTOR_UNUSED_PARAMS = (
+    "backbone.vision_backbone.convs.3.",
+    "backbone.language_backbone.encoder.text_projection",
+    "segmentation_head.pixel_decoder.conv_layers.2.",
+    "segmentation_head.pixel_decoder.norms.2.",
+)
+
+
+def freeze_detector_unused_params(model: nn.Module) -> list[str]:
+    """requires_grad False on the parameters above; returns their names."""
+    names = [n for n, _ in model.named_parameters() if n.startswith(DETECTOR_UNUSED_PARAMS)]
+    params = dict(model.named_parameters())
+    for name in names:
+        params[name].requires_grad_(False)
+    return names
+
 # ==== Tracker workarounds (sam3_video.tracker; owned by the tracker task) =====================
 
 # --- T1. Tensor.cuda() / pin_memory() inside the tracker's memory path on a CPU -----------

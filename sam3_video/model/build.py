@@ -25,7 +25,9 @@ TEXT_PREFIX = "backbone.language_backbone."
 def build_model(cfg: ModelConfig, image_size: int | None = None, *,
                 with_tracker_neck: bool = False) -> VideoSam3:
     """A VideoSam3 on the CPU in train mode: built for cfg.preset at `image_size`
-    (None: the preset's), initial weights from cfg.init.path, cfg.freeze applied."""
+    (None: the preset's), initial weights from cfg.init.path, cfg.freeze applied.
+    Parameters the forward never reaches have requires_grad False (compat, item 9), so
+    DistributedDataParallel(model, find_unused_parameters=False) works."""
     dims = preset_dims(cfg.preset)
     model = VideoSam3(
         **build_detector_parts(dims, image_size or dims.image_size, with_tracker_neck),
@@ -39,6 +41,7 @@ def build_model(cfg: ModelConfig, image_size: int | None = None, *,
         load_initial_weights(model, path, cfg.preset)
     elif cfg.init is not None and cfg.init.job_id is not None:
         raise ConfigError(["model.init.path: job_id was given but not resolved to a checkpoint file"])
+    compat.freeze_detector_unused_params(model)
     apply_freeze(model, vision_backbone=cfg.freeze.vision_backbone, text_encoder=cfg.freeze.text_encoder)
     return model.train()
 

@@ -83,7 +83,8 @@ def test_text_encoder_params_finite_after_build():
 def test_freeze_flags_freeze_the_right_parameters(vision, text, clip_batch):
     model = tiny_model(freeze=FreezeConfig(vision_backbone=vision, text_encoder=text))
     for name, param in model.named_parameters():
-        frozen = (vision and name.startswith(VISION)) or (text and name.startswith(TEXT))
+        frozen = ((vision and name.startswith(VISION)) or (text and name.startswith(TEXT))
+                  or name.startswith(compat.DETECTOR_UNUSED_PARAMS))
         assert param.requires_grad is not frozen, name
     # and the frozen ones get no gradient from a training step
     losses = build_detection_loss(TINY.num_queries, distributed=False)(model(clip_batch), clip_batch)
@@ -94,9 +95,17 @@ def test_freeze_flags_freeze_the_right_parameters(vision, text, clip_batch):
     assert grads["transformer.decoder.query_embed.weight"] is not None
 
 
-def test_nothing_frozen_by_default():
+def test_only_never_used_parameters_frozen_by_default(clip_batch):
+    """Everything trains except what the forward never reaches (compat item 9); a
+    training step gives every trainable parameter a gradient (strict DDP needs that)."""
     model = tiny_model()
-    assert all(p.requires_grad for p in model.parameters())
+    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
+    assert frozen and all(n.startswith(compat.DETECTOR_UNUSED_PARAMS) for n in frozen)
+    losses = build_detection_loss(TINY.num_queries, distributed=False)(model(clip_batch), clip_batch)
+    losses["core_loss"].backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
 
 
 def test_tiny_image_size_override_and_bad_size():
