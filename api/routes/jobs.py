@@ -60,29 +60,30 @@ def create_job(body: JobCreate, request: Request, response: Response,
             return _replayed(response, engine, job)
     config = validate_job(body, settings, engine, caller)
 
-    job, created = None, False
-    for _ in range(2):  # a concurrent insert of the same key (PostgreSQL) retries as a replay
+    for try_number in range(2):
         try:
             with store.session_scope(engine) as s:  # BEGIN IMMEDIATE: keyed POSTs serialise
-                job = _replay(s, caller, idempotency_key, body_hash) if idempotency_key else None
-                if job is None:
-                    job = store.create_job(
-                        s, owner_id=caller.id, kind=body.kind, name=body.name,
-                        config=config.model_dump(mode="json"), gpus=config.gpus,
-                        queue=queue_name(config.gpus), priority=body.priority,
-                        max_attempts=settings.max_attempts, runs_root=settings.runs_root)
-                    if idempotency_key:
-                        s.add(store.IdempotencyKey(user_id=caller.id, key=idempotency_key,
-                                                   body_sha256=body_hash, job_id=job.id,
-                                                   created_at=time.time()))
-                    created = True
+                earlier = _replay(s, caller, idempotency_key, body_hash) if idempotency_key else None
+                if earlier is not None:
+                    break
+                job = store.create_job(
+                    s, owner_id=caller.id, kind=body.kind, name=body.name,
+                    config=config.model_dump(mode="json"), gpus=config.gpus,
+                    queue=queue_name(config.gpus), priority=body.priority,
+                    max_attempts=settings.max_attempts, runs_root=settings.runs_root)
+                if idempotency_key:
+                    s.add(store.IdempotencyKey(user_id=caller.id, key=idempotency_key,
+                                               body_sha256=body_hash, job_id=job.id,
+                                               created_at=time.time()))
             break
         except IntegrityError:
-            created = False
-    if not created:
-        if job is None or job.id is None:  # lost the insert race twice: let the client retry
-            raise ApiError(409, f"Idempotency-Key {idempotency_key!r} is being used by a concurrent request; retry")
-        return _replayed(response, engine, job)
+            # PostgreSQL: a concurrent request inserted the same key first; the next
+            # pass finds it and replays. Twice in a row is not expected; say so.
+            if try_number == 1:
+                raise ApiError(409, f"Idempotency-Key {idempotency_key!r} is in use by a "
+                                    "concurrent request; retry") from None
+    if earlier is not None:
+        return _replayed(response, engine, earlier)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
     if broker.enqueue(settings, job.id, job.gpus):
         store.mark_enqueued(job.id, engine=engine)
