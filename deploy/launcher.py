@@ -60,6 +60,9 @@ class LocalStack:
     # --- start -------------------------------------------------------------------------
     def start(self) -> None:
         self.layout.create()
+        # Left by a stack that was killed outright; they would point clients at dead ports.
+        self.layout.url_file.unlink(missing_ok=True)
+        self.layout.redis_port_file.unlink(missing_ok=True)
         redis_port = self.start_redis()
         os.environ.update(settings_env(self.layout.root, redis_port))
         self.prepare_database()

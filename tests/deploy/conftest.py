@@ -39,8 +39,8 @@ class StackProcess:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"sam3v up exited early:\n{self.output_text()}"
             self.remember()
-            if self.layout.url_file.is_file():  # written once /readyz answered 200
-                return
+            if self.layout.url_file.is_file() and self.layout.url_file.read_text().strip() == self.url:
+                return  # written once /readyz answered 200 (a stale one names another port)
             time.sleep(0.5)
         raise AssertionError(f"sam3v up not ready in {timeout_s} s:\n{self.output_text()}")
 
