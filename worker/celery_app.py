@@ -44,7 +44,9 @@ def worker_gpu_ids(settings: Settings) -> list[int]:
 
 
 def worker_queue(settings: Settings) -> str:
-    return queue_name(len(worker_gpu_ids(settings)))
+    """The queue for this worker's GPU count; SAM3V_WORKER_QUEUE overrides it (tests run
+    two CPU workers on two queues: the trainer refuses gpus > 0 without CUDA)."""
+    return os.environ.get("SAM3V_WORKER_QUEUE") or queue_name(len(worker_gpu_ids(settings)))
 
 
 def worker_id(settings: Settings) -> str:

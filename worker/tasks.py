@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 STOP_REQUESTED = threading.Event()
 # torchrun itself exits 1 whenever a rank fails; the rank's own code is in its report.
 ROOT_CAUSE_EXIT = re.compile(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", re.S)
+# torchrun's own report starts with this line; what comes before is the ranks' output.
+TORCHRUN_REPORT = re.compile(r"^.*\] failed \(exitcode: -?\d+\).*$", re.M)
 LOG_TAIL_BYTES = 8000
 
 
@@ -170,6 +172,10 @@ def classify(code: int | None, tail: str) -> str:
 
 
 def last_lines(tail: str, n: int = 15) -> str:
+    """The last lines the program itself wrote, without torchrun's failure report."""
+    report = TORCHRUN_REPORT.search(tail)
+    if report:
+        tail = tail[:report.start()]
     lines = [line for line in tail.splitlines() if line.strip()]
     return "\n".join(lines[-n:])[-2000:]
 

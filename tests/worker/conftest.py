@@ -150,9 +150,13 @@ class Stack:
         self.api_port = free_port()
 
     # -- processes
-    def start_worker(self, name: str, gpus: str = "", **env) -> subprocess.Popen:
+    def start_worker(self, name: str, gpus: str = "", queue: str | None = None,
+                     **env) -> subprocess.Popen:
+        """A Celery worker; `queue` overrides the one its GPU set implies."""
         worker_env = {**self.env, "SAM3V_WORKER_GPUS": gpus, "SAM3V_WORKER_ID": name, **env}
-        queue = queue_name(len([g for g in gpus.split(",") if g.strip()]))
+        if queue:
+            worker_env["SAM3V_WORKER_QUEUE"] = queue
+        queue = queue or queue_name(len([g for g in gpus.split(",") if g.strip()]))
         proc = subprocess.Popen(
             [PY, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queue,
              "--concurrency", "1", "--hostname", f"{name}@%h", "--loglevel", "INFO",
@@ -191,14 +195,18 @@ class Stack:
                             headers={"Authorization": f"Bearer {self.token}"})
 
     # -- jobs
-    def submit(self, config: dict, kind: str = "train") -> int:
-        """What POST /jobs does after validation: a queued row, then the broker message."""
+    def submit(self, config: dict, kind: str = "train", queue: str | None = None) -> int:
+        """What POST /jobs does after validation: a queued row, then the broker message
+        (to `queue` instead of the GPU count's queue if given)."""
         gpus = config["gpus"]
         with store.session_scope(self.engine) as s:
             job = store.create_job(s, owner_id=self.owner_id, kind=kind, name=None, config=config,
-                                   gpus=gpus, queue=queue_name(gpus), priority=0,
+                                   gpus=gpus, queue=queue or queue_name(gpus), priority=0,
                                    max_attempts=3, runs_root=self.runs_root)
-        assert broker.enqueue(self.settings, job.id, gpus)
+        if queue:
+            broker.celery_client(self.settings).send_task(broker.TASK_NAME, args=[job.id], queue=queue)
+        else:
+            assert broker.enqueue(self.settings, job.id, gpus)
         return job.id
 
     def job(self, job_id: int) -> store.Job:
