@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import store
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, RequestTimer
+from api.openapi import install_openapi
 from api.routes import checkpoints, events, health, jobs, metrics
 from api.settings import Settings, get_settings
 from api.telemetry import Telemetry
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = store.get_engine(settings)
     app.state.telemetry = Telemetry()
     install_error_handlers(app)
+    install_openapi(app)
     for router in (jobs.router, metrics.router, events.router, checkpoints.router, health.router):
         app.include_router(router)
     # Outermost last: timing sees everything, the body limit runs before any parsing.

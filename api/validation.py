@@ -19,12 +19,17 @@ CHECKPOINT_NAME = re.compile(r"^step_\d{7}\.pt$")
 
 
 class _Problems(list):
-    def check(self, fn, *args):
+    def check(self, fn, field: str, *args):
+        """fn(*args), collecting its ConfigError; an unusable path (NUL byte, name too
+        long: ValueError/OSError from the OS) becomes a problem naming `field` too."""
         try:
             return fn(*args)
         except ConfigError as err:
             self.extend(err.problems)
-            return None
+        except (ValueError, OSError) as err:
+            reason = getattr(err, "strerror", None) or str(err)  # strerror: no server paths
+            self.append(f"{field}: not a usable path ({reason})"[:300])
+        return None
 
 
 def validate_job(body: JobCreate, settings: Settings, engine: Engine,
@@ -47,22 +52,24 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
         datasets = [("config.data.dataset", config.data.dataset)]
     for field, rel in datasets:
         if rel is not None:
-            path = problems.check(resolve_under, rel, field, data_roots)
+            path = problems.check(resolve_under, field, rel, field, data_roots)
             if path is not None:
-                _check_dataset(problems, field, rel, path)
+                problems.check(_check_dataset, field, problems, field, rel, path)
 
     init = config.model.init
     if init is not None:
         if init.job_id is not None and init.path is not None:
             problems.append("config.model.init: give path or job_id, not both")
         elif init.job_id is not None:
-            path = _previous_checkpoint(problems, engine, caller, init.job_id, init.checkpoint)
+            path = problems.check(_previous_checkpoint, "config.model.init.checkpoint", problems,
+                                  engine, caller, init.job_id, init.checkpoint)
             if path is not None:
                 config.model.init.path = str(path)
         elif init.path is not None:
             roots = {**data_roots, "RUNS_ROOT": str(settings.runs_root)}
-            path = problems.check(resolve_under, init.path, "config.model.init.path", roots)
-            if path is not None and not path.is_file():
+            field = "config.model.init.path"
+            path = problems.check(resolve_under, field, init.path, field, roots)
+            if path is not None and not problems.check(path.is_file, field):
                 problems.append(f"config.model.init.path: weights file {init.path!r} not found")
 
     if config.gpus not in settings.gpu_counts:
