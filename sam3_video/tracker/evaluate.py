@@ -38,15 +38,17 @@ class EvalObject:
     gt: np.ndarray          # bool [L, H, W] at the video's resolution
 
 
-def build_predictor(model, num_maskmem: int | None = None) -> Sam3TrackerPredictor:
+def build_predictor(model, num_maskmem: int | None = None,
+                    exported: dict[str, torch.Tensor] | None = None) -> Sam3TrackerPredictor:
     """A backbone-less Sam3TrackerPredictor (upstream's tracker settings) holding the
-    model's exported tracker weights."""
+    `tracker.*` weights of `exported` (an upstream-layout state dict, e.g. a loaded export
+    file) or, by default, the model's own, loaded strictly."""
     compat.install_cpu_tracker()
     kwargs = tracker_kwargs(model.preset, model.image_size, model.tracker.num_maskmem)
     predictor = Sam3TrackerPredictor(
         clear_non_cond_mem_around_input=True, fill_hole_area=0, non_overlap_masks_for_output=False,
         always_start_from_first_ann_frame=False, **kwargs)
-    load_into_predictor(predictor, tracker_state_dict(model))
+    load_into_predictor(predictor, tracker_state_dict(model) if exported is None else exported)
     if num_maskmem is not None:
         predictor.num_maskmem = num_maskmem
     device = next(model.parameters()).device
@@ -125,13 +127,15 @@ def propagate_with_training_class(model, feats: VideoFeatures, obj: EvalObject) 
 
 @torch.no_grad()
 def evaluate_tracking(model, dataset_dir: str | Path, *, path: str = "predictor",
-                      num_maskmem: int | None = None, max_videos: int | None = None) -> dict[str, float]:
+                      num_maskmem: int | None = None, exported: dict | None = None,
+                      max_videos: int | None = None) -> dict[str, float]:
     """{"j", "f", "j_and_f", "objects"} over the objects of `dataset_dir`.
-    path: "predictor" (sam3's Sam3TrackerPredictor) or "training" (our class, eval mode)."""
+    path: "predictor" (sam3's Sam3TrackerPredictor, with `exported` tracker weights when
+    given, else the model's) or "training" (our class, eval mode)."""
     data = load_native(dataset_dir)
     was_training = model.training
     model.eval()
-    predictor = build_predictor(model, num_maskmem) if path == "predictor" else None
+    predictor = build_predictor(model, num_maskmem, exported) if path == "predictor" else None
     saved_maskmem = model.tracker.num_maskmem
     if path == "training" and num_maskmem is not None:
         model.tracker.num_maskmem = num_maskmem
