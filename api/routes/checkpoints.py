@@ -12,6 +12,7 @@ from api import store
 from api.deps import visible_job
 from api.errors import ApiError, responses
 from api.schemas import CheckpointList, CheckpointOut
+from api.validation import CHECKPOINT_NAME
 from api.views import iso
 
 router = APIRouter(prefix="/jobs/{job_id}/checkpoints", tags=["checkpoints"])
@@ -55,8 +56,10 @@ def check_range(header: str, size: int) -> None:
     **responses(401, 404, 416, 422)})
 def download_checkpoint(name: str, request: Request, job: store.Job = Depends(visible_job)):
     """The checkpoint file. Supports Range/If-Range; ETag and X-Checksum-Sha256 carry its sha256."""
-    with store.session_scope(request.app.state.engine, write=False) as s:
-        ckpt = s.get(store.Checkpoint, (job.id, name))
+    ckpt = None
+    if CHECKPOINT_NAME.match(name):
+        with store.session_scope(request.app.state.engine, write=False) as s:
+            ckpt = s.get(store.Checkpoint, (job.id, name))
     if ckpt is None:
         raise ApiError(404, f"checkpoint {name!r} of job {job.id} not found")
     path = Path(ckpt.path)

@@ -115,7 +115,7 @@ def _decode_cursor(cursor: str) -> int:
 @router.get("", response_model=JobList, responses=responses(400, 401, 422))
 def list_jobs(request: Request, caller: Caller = Depends(current_caller),
               state: JobState | None = None, kind: Annotated[str | None, Query(pattern="^(train|eval)$")] = None,
-              name: Annotated[str | None, Query(max_length=200)] = None,
+              name: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobList:
     """The caller's jobs (admins: everyone's), newest first, `limit` per page."""

@@ -37,7 +37,8 @@ def downsample(points: list[Point], max_points: int) -> list[Point]:
 
 @router.get("/metrics", response_model=MetricsOut, responses=responses(401, 404, 422))
 def get_metrics(request: Request, job: store.Job = Depends(visible_job),
-                names: Annotated[str | None, Query(max_length=2000, description="comma list; default all")] = None,
+                names: Annotated[str | None, Query(max_length=2000, pattern=r"^[^\x00-\x1f]*$",
+                                                    description="comma list; default all")] = None,
                 since_step: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                 max_points: Annotated[int, Query(ge=2, le=100_000)] = 1000) -> MetricsOut:
     """Time series per metric name from `since_step`, at most `max_points` per series."""
