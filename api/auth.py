@@ -8,7 +8,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -92,5 +92,3 @@ def current_caller(request: Request) -> Caller:
         raise HTTPException(401, "unknown or revoked API token", headers=UNAUTHORIZED)
     return caller
 
-
-CallerDep = Depends(current_caller)

@@ -1,4 +1,4 @@
-"""Shared route dependencies: settings, engine, the caller, and the caller's job."""
+"""Shared route dependency: the job named in the path, if the caller may see it."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -9,19 +9,10 @@ from sqlalchemy import Engine
 from api import store
 from api.auth import Caller, current_caller
 from api.errors import ApiError
-from api.settings import Settings
 
 
 MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on PostgreSQL
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
-
-
-def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def get_engine_dep(request: Request) -> Engine:
-    return request.app.state.engine
 
 
 def load_visible_job(engine: Engine, job_id: int, caller: Caller) -> store.Job:
