@@ -142,3 +142,19 @@ def test_default_engine_comes_from_environment(tmp_path, monkeypatch):
         assert (tmp_path / "env.db").exists()
     finally:
         get_settings.cache_clear()
+
+
+def test_concurrent_migrators_all_succeed(tmp_path):
+    """API, worker and launcher all migrate on start, possibly at the same moment."""
+    import subprocess
+    import sys
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = ("import sys; from api.settings import Settings; from api import store; "
+            "store.migrate(Settings(database_url=sys.argv[1]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    engine = store.create_db_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
