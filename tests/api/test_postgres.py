@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 
 from api import store
@@ -58,6 +60,8 @@ def test_store_and_api_on_postgres(postgres_url, settings):
     assert engine.dialect.name == "postgresql"
     with TestClient(create_app(pg)) as client:  # migrations run on start
         store.migrate(pg)  # a second migrator is a no-op
+        with engine.connect() as conn:  # the migration builds exactly the models' schema
+            assert compare_metadata(MigrationContext.configure(conn), store.Base.metadata) == []
         h = {"Authorization": f"Bearer {create_token(pg, 'pat')}"}
         results = []
 
