@@ -9,6 +9,7 @@ Redis, then sweeps up any process left. Starting again continues where it stoppe
 from __future__ import annotations
 
 import argparse
+import fcntl
 import math
 import os
 import shutil
@@ -23,18 +24,19 @@ import httpx
 
 from deploy import processes
 from deploy.home import DEFAULT_HOME, HomeLayout, settings_env
-from deploy.redis_server import free_port, redis_argv, redis_server_binary, wait_for_redis
+from deploy.redis_server import (RedisNotFound, free_port, redis_argv, redis_server_binary,
+                                 wait_for_redis)
 
 DEMO_DATASETS = {  # name under DATA_ROOT -> arguments of `python -m sam3_video.data synthetic`
     "synthetic": ["--videos", "8", "--frames", "8", "--seed", "0"],
     "synthetic-val": ["--videos", "4", "--frames", "8", "--seed", "1"],
 }
+READY_TIMEOUT_S = 120.0
+
+
 def worker_stop_grace_s() -> float:
     """How long the worker may take to stop: its trainer's checkpoint grace plus margin."""
     return float(os.environ.get("SAM3V_CANCEL_GRACE_S", "30")) + 30.0
-
-
-READY_TIMEOUT_S = 120.0
 
 
 class StartError(RuntimeError):
@@ -51,6 +53,7 @@ class LocalStack:
         self.host, self.port = host, port
         self.children: dict[str, processes.Child] = {}
         self.stop_requested = threading.Event()
+        self.lock_file = None  # held while this stack owns the home
 
     @property
     def url(self) -> str:
@@ -58,8 +61,25 @@ class LocalStack:
         return f"http://{host}:{self.port}"
 
     # --- start -------------------------------------------------------------------------
-    def start(self) -> None:
+    def lock_home(self) -> None:
+        """One stack per home: a second one would share the database and Redis data, and
+        its start-up recovery would take over the first one's running jobs."""
         self.layout.create()
+        lock_file = open(self.layout.root / "launcher.lock", "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "?"
+            lock_file.close()
+            raise StartError(f"{self.layout.root} is in use by another `sam3v up` (pid {owner})") from None
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        self.lock_file = lock_file  # kept open (and locked) until the process exits
+
+    def start(self) -> None:
+        self.lock_home()
         # Left by a stack that was killed outright; they would point clients at dead ports.
         self.layout.url_file.unlink(missing_ok=True)
         self.layout.redis_port_file.unlink(missing_ok=True)
@@ -185,8 +205,9 @@ class LocalStack:
             known.extend(child.known.values())
         for leftover in processes.sweep(known):
             log(f"killed leftover process {leftover}")
-        self.layout.redis_port_file.unlink(missing_ok=True)
-        self.layout.url_file.unlink(missing_ok=True)
+        if self.lock_file is not None:  # else these files belong to the stack holding the home
+            self.layout.redis_port_file.unlink(missing_ok=True)
+            self.layout.url_file.unlink(missing_ok=True)
 
 
 def requeue_interrupted_jobs(settings) -> list[str]:
@@ -233,7 +254,7 @@ def up(home: str | Path, host: str, port: int | None) -> int:
                   f"Press Ctrl-C to stop.", flush=True)
             stack.run_until_stopped()
         return 0
-    except StartError as err:
+    except (StartError, RedisNotFound) as err:
         log(str(err))
         return 1
     finally:

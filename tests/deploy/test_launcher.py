@@ -85,6 +85,11 @@ def test_second_start_reuses_demo_data_and_token_without_regenerating(make_stack
     annotations = stack.layout.data / "synthetic" / "annotations.json"
     first_mtime, token = annotations.stat().st_mtime_ns, stack.token()
     assert oct(stack.layout.token.stat().st_mode & 0o777) == "0o600"
+
+    # A second launcher on the same home is refused and leaves the running one alone.
+    second = run_cli("up", "--home", str(stack.layout.root), "--port", "0", timeout_s=60)
+    assert second.returncode == 1 and "in use by another `sam3v up`" in second.stderr
+    assert stack.layout.url_file.read_text().strip() == stack.url
     assert stack.stop(signal.SIGINT) == 0
     assert stack.leftovers() == []
     with sqlite3.connect(stack.layout.database) as db:
