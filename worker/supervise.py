@@ -6,12 +6,15 @@ trainer itself when the job is cancelled, the lease is lost, or the worker shuts
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import select
 
 from api import store
 from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
@@ -29,6 +32,14 @@ class Outcome:
     survivors: tuple[int, ...] = ()
 
 
+def attempt_starts(job_id: int) -> list[tuple[float, int]]:
+    """(started_at, number) of every attempt of the job, oldest first."""
+    with store.session_scope(store.get_engine(), write=False) as s:
+        rows = s.execute(select(store.Attempt.started_at, store.Attempt.number)
+                         .where(store.Attempt.job_id == job_id).order_by(store.Attempt.number))
+        return [(float(t), int(n)) for t, n in rows]
+
+
 class Supervisor:
     def __init__(self, job_id: int, attempt: int, max_steps: int | None, run_dir: Path,
                  proc: subprocess.Popen, *, lease_seconds: float, cancel_grace_s: float,
@@ -42,13 +53,14 @@ class Supervisor:
         self.cancel_grace_s = cancel_grace_s
         self.stop_requested = stop_requested
         self.tick_s = tick_s
-        # Every attempt re-reads metrics.jsonl from the start: lines an earlier attempt
-        # wrote but never delivered are not lost (add_metrics overwrites duplicates).
+        # Every attempt re-reads metrics.jsonl from the start (see writer_of).
         self.metrics = MetricsTail(run_dir / "metrics.jsonl")
         self.checkpoints = CheckpointScanner(run_dir / "checkpoints")
         self.rate = StepRate()
         self.last_step: int | None = None
-        self.pending_rows: list[tuple[str, int, float, float]] = []  # read, not yet stored
+        # Read but not stored yet: (attempt that wrote it, row).
+        self.pending: list[tuple[int, tuple[str, int, float, float]]] = []
+        self.attempt_starts: list[tuple[float, int]] = []
         self.last_renewed = time.monotonic()
 
     def run(self) -> Outcome:
@@ -103,17 +115,35 @@ class Supervisor:
         except Exception:  # the files stay; the next tick tries again
             log.exception("job %s: ingesting metrics/checkpoints failed", self.job_id)
 
+    def writer_of(self, line_time: float) -> int:
+        """The attempt that wrote a metrics line: the last one started before it. Lines
+        of earlier attempts are re-read too, so none is lost when a worker died before
+        storing them; the file is in time order, so a re-trained step ends up stored
+        with the value (and attempt) that trained it last."""
+        if not self.attempt_starts:
+            return self.attempt
+        index = bisect.bisect_right(self.attempt_starts, (line_time, float("inf"))) - 1
+        return self.attempt_starts[max(0, index)][1]
+
     def _ingest_metrics(self) -> None:
+        if not self.attempt_starts:
+            self.attempt_starts = attempt_starts(self.job_id)
         records = self.metrics.read_new()
         for record in records:
-            self.pending_rows.extend(metric_rows(record))
+            writer = self.writer_of(float(record.get("time", time.time())))
+            self.pending.extend((writer, row) for row in metric_rows(record))
             if "loss" in record:  # a training line: progress and speed
                 self.rate.add(record["step"], float(record.get("time", time.time())))
                 self.last_step = record["step"]
-        while self.pending_rows:  # drop rows only once the store has them
-            batch = self.pending_rows[:METRICS_BATCH]
-            store.add_metrics(self.job_id, self.attempt, batch)
-            del self.pending_rows[:len(batch)]
+        while self.pending:  # drop rows only once the store has them
+            writer = self.pending[0][0]
+            batch = []
+            for attempt, row in self.pending[:METRICS_BATCH]:
+                if attempt != writer:
+                    break
+                batch.append(row)
+            store.add_metrics(self.job_id, writer, batch)
+            del self.pending[:len(batch)]
         if records and self.last_step is not None:
             store.record_progress(self.job_id, self.last_step, self.max_steps,
                                   self.rate.eta_seconds(self.max_steps))

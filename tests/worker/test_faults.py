@@ -102,6 +102,8 @@ def test_redis_restart_with_jobs_queued(stack, keep_data):
         job = stack.wait_state(job_id, FINAL, 240)
         assert job.state == "succeeded", (job_id, job.reason)
         assert job.attempt == 1
+    if not keep_data:  # the lost message came back from the job store, via the reaper
+        assert re.search(r"'resent': [1-9]", stack.worker_log("w1"))
 
 
 def test_cancel_stops_every_process_of_the_job(stack):
