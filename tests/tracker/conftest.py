@@ -24,7 +24,7 @@ def clips_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_model():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny ops: threads only add overhead, worse on a shared CPU
     torch.manual_seed(0)
     model = build_track_model("tiny", IMAGE_SIZE)
     set_trainable(model)
