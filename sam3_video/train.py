@@ -49,9 +49,17 @@ class StopFlag:
 
     def __init__(self):
         self.requested = False
+        self.owner = os.getpid()
         signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
+        if os.getpid() != self.owner:
+            # A forked child (a DataLoader worker, the multiprocessing pool of sam3's HOTA
+            # evaluator) inherits this handler; its parent ends it with SIGTERM and waits,
+            # so it must die as it would by default, not wait for a training step.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         if not self.requested:
             print("SIGTERM received: finishing this step, then checkpointing", flush=True)
         self.requested = True
@@ -242,7 +250,15 @@ class Trainer:
                 self.evaluate("periodic")
         if not self.has_evaluation("final"):
             self.evaluate("final")
+        if self.dist.enabled:
+            # Every rank prints its own; equal lines prove DDP kept the replicas in sync.
+            print(f"rank {self.dist.rank} parameter checksum {self.parameter_checksum():.10e}",
+                  flush=True)
         return exit_codes.OK
+
+    def parameter_checksum(self) -> float:
+        with torch.no_grad():
+            return sum(float(p.double().abs().sum()) for p in self.model.parameters())
 
     def _log_step(self, values: dict[str, float], seconds: float) -> None:
         frames = values.pop("frames")
