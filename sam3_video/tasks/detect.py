@@ -13,18 +13,17 @@ from sam3_video.config import ConfigError, EvalConfig, TrainConfig, data_path, w
 
 
 def dataset_problems(field: str, root: Path, min_frames: int | None = None) -> list[str]:
-    """Every problem of the dataset at `root` (validator of sam3_video.data), each line
-    naming the config field and the file; [] when it can be used."""
-    from sam3_video.data import load_native
-    from sam3_video.data.problems import DatasetError
+    """Every problem of the dataset at `root` (sam3_video.data's validator: JSON, frame
+    files, masks, boxes), each line naming the config field and the file; [] when usable."""
+    from sam3_video.data import load_native, validate_dataset
 
     if not root.is_dir():
         return [f"{field}: dataset directory {root} does not exist"]
-    try:
-        native = load_native(root)
-    except DatasetError as err:
+    found = validate_dataset(root)
+    if found:
         return [f"{field}: {root / p.file}" + (f" {p.record}" if p.record else "") + f": {p.message}"
-                for p in err.dataset_problems]
+                for p in found]
+    native = load_native(root, check_masks=False)  # already checked above
     problems = []
     if not native.tracks:
         problems.append(f"{field}: {native.annotation_file}: no annotations to learn from")
