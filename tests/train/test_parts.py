@@ -105,7 +105,10 @@ def test_scheduler_follows_the_config_not_the_checkpoint():
     longer = build_scheduler(opt2 := build_optimizer(model, OptimConfig(lr=1.0)),
                              ScheduleConfig(name="cosine"), max_steps=20)
     longer.load_state_dict(sched.state_dict())
-    assert opt2.param_groups[0]["lr"] == pytest.approx(LrFactor(ScheduleConfig(), 20)(5))
+    opt2.step()
+    longer.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(LrFactor(ScheduleConfig(), 20)(6))
+    assert opt2.param_groups[0]["lr"] != pytest.approx(LrFactor(ScheduleConfig(), 10)(6))
 
 
 def test_checkpoints_keep_last_and_skip_broken(tmp_path, caplog):
