@@ -1,13 +1,14 @@
 """Dispatch latency and service overhead of the worker, measured on this machine.
 
-    .venv/bin/python bench/dispatch_latency.py [--jobs 20] [--pairs 3]
+    .venv/bin/python bench/dispatch_latency.py [--jobs 20] [--pairs 5] [--steps 20]
 
 1. Dispatch latency: POST /jobs sent -> torchrun process created (its start time in /proc),
    with one idle CPU worker waiting; p50/p95 over --jobs jobs. Each job is cancelled as
    soon as its torchrun exists, so the next one starts from an idle worker again.
 2. Service overhead: wall time of the same tiny training run (a) through the service,
    POST until GET /jobs/{id} says succeeded (client polls every 0.1 s), and (b) direct
-   `torchrun -m sam3_video.train` on the same config; interleaved pairs, ratio of medians.
+   `torchrun -m sam3_video.train` on the same config; interleaved pairs (the machine's
+   load drifts), reported as the median of the per-pair ratios and differences.
 
 Real processes throughout (redis-server, uvicorn, a Celery worker, torchrun), set up by
 the same helper the worker tests use (tests/worker/conftest.py: Stack).
@@ -101,7 +102,7 @@ def direct(stack: Stack, config: dict, run_dir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=20, help="jobs for the dispatch latency")
-    parser.add_argument("--pairs", type=int, default=3, help="service/direct run pairs")
+    parser.add_argument("--pairs", type=int, default=5, help="service/direct run pairs")
     parser.add_argument("--steps", type=int, default=20, help="training steps per overhead run")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -129,7 +130,11 @@ def main() -> None:
     print(f"tiny training run, {args.steps} steps, {args.pairs} interleaved pairs:")
     print(f"  via service: {', '.join(f'{t:.1f}' for t in service)} s (median {statistics.median(service):.1f})")
     print(f"  direct torchrun: {', '.join(f'{t:.1f}' for t in plain)} s (median {statistics.median(plain):.1f})")
-    print(f"  service / direct = {statistics.median(service) / statistics.median(plain):.3f}")
+    ratios = [a / b for a, b in zip(service, plain)]
+    extra = [a - b for a, b in zip(service, plain)]
+    print(f"  service / direct per pair: {', '.join(f'{r:.3f}' for r in ratios)}; "
+          f"median {statistics.median(ratios):.3f}")
+    print(f"  service - direct per pair: median {statistics.median(extra):+.2f} s")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,10 @@ class Supervisor:
                 reason = self.renew()
                 if reason:
                     return self.stop(reason)
-            time.sleep(self.tick_s)
+            try:  # sleep one tick, but wake the moment the trainer exits
+                self.proc.wait(timeout=self.tick_s)
+            except subprocess.TimeoutExpired:
+                pass
 
     def renew(self) -> str | None:
         """Renew the lease; the reason to stop, if any."""

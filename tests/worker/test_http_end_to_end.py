@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from tests.worker.conftest import tiny_train, wait_until
 
 
@@ -52,6 +54,7 @@ def test_train_then_evaluate_through_http(stack):
         assert (stack.run_dir(eval_id) / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_api_restart_during_a_running_job_loses_nothing(stack):
     stack.start_worker("w1")
     stack.start_api()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -95,3 +96,29 @@ def test_failure_classified_from_a_real_torchrun_log(tmp_path):
     assert classify(1, "RuntimeError: CUDA out of memory. Tried to allocate") == "oom"
     assert classify(-9, "") == "infrastructure"
     assert json.dumps(reason)  # stored as text
+
+
+def test_worker_modules_never_import_torch():
+    # Celery forks its pool: CUDA initialised in the parent would break every child.
+    code = ("import sys, worker.celery_app, worker.tasks, worker.reaper, worker.__main__; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SAM3V_WORKER_GPUS": "0,1"})
+    assert out.stdout.strip() == "[]"
+
+
+def test_python_m_worker_serves_the_queue_of_its_gpu_set(stack):
+    proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=stack.root,
+                            env={**stack.env, "SAM3V_WORKER_GPUS": "0,1", "SAM3V_WORKER_ID": "m"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "ready." in line:
+                break
+        banner = "".join(lines)
+        assert ".> gpu2 " in banner and "concurrency: 1 (prefork)" in banner, banner
+    finally:
+        proc.kill()
+        proc.wait()
