@@ -190,11 +190,13 @@ def bpe_vocab_path() -> str:
 # Upstream structure, any preset: SAM3VLBackbone(scalp=1) drops the neck's 0.5x level
 # (convs.3), the text encoder returns token features so its pooled-output projection is
 # unused, and the pixel decoder upsamples the 3 remaining levels in 2 steps, leaving its
-# third stage unused. DDP(find_unused_parameters=False) then stops with "Expected to have
-# finished reduction in the prior iteration". They stay in the state dict (sam3.pt has
-# them) but get requires_grad False: strict DDP works and optimisers skip them.
+# third stage unused; the tracker's neck (sam2_convs, when built) feeds only the tracker.
+# DDP(find_unused_parameters=False) then stops with "Expected to have finished reduction
+# in the prior iteration". They stay in the state dict (sam3.pt has them) but get
+# requires_grad False: strict DDP works and optimisers skip them.
 DETECTOR_UNUSED_PARAMS = (
     "backbone.vision_backbone.convs.3.",
+    "backbone.vision_backbone.sam2_convs.",
     "backbone.language_backbone.encoder.text_projection",
     "segmentation_head.pixel_decoder.conv_layers.2.",
     "segmentation_head.pixel_decoder.norms.2.",
