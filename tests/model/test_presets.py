@@ -1,13 +1,13 @@
 """The `sam3` preset is exactly the upstream detector; builds and freezing behave.
 
-How (b) is checked: no real weights exist here, so both models are built on the meta
-device (shapes only, no memory). The upstream one comes from sam3's own
-`sam3.model_builder.build_sam3_image_model`, run inside a TorchFunctionMode that sends
-every tensor factory to "meta" (including the CUDA-only cache allocations that make that
-builder fail on a CPU) and keeps `torch.linspace` on the CPU (ViT reads drop-path rates
-with .item()). The detector stored in sam3.pt (`detector.*`) also has the tracker neck,
-which upstream builds with `_create_vision_backbone(enable_inst_interactivity=True)`: the
-second comparison swaps that vision backbone in.
+How (b) is checked: no real weights exist here, so both sides are built on the meta
+device (shapes only, no memory). Upstream comes from sam3's own builders in
+`sam3.model_builder`, run inside a TorchFunctionMode that sends every tensor factory to
+"meta" (including the CUDA-only cache allocations that make those builders fail on a CPU)
+and keeps `torch.linspace` on the CPU (ViT reads drop-path rates with .item()):
+`build_sam3_image_model` for the plain detector, and `build_sam3_video_model`, whose
+`detector.*` keys are the layout of sam3.pt, for the detector with the tracker neck.
+Names and shapes of every state-dict entry (parameters and buffers) must agree.
 """
 from __future__ import annotations
 
@@ -42,15 +42,18 @@ def _shapes(state: dict, prefix: str = "") -> dict:
 def upstream_detector_shapes():
     from sam3 import model_builder
 
+    bpe = compat.bpe_vocab_path()
     with _AllocateOnMeta():
         image_model = model_builder.build_sam3_image_model(
-            bpe_path=compat.bpe_vocab_path(), device="cpu", eval_mode=False,
-            checkpoint_path=None, load_from_HF=False, enable_inst_interactivity=False)
-        vision_with_tracker_neck = model_builder._create_vision_backbone(enable_inst_interactivity=True)
+            bpe_path=bpe, device="cpu", eval_mode=False, checkpoint_path=None,
+            load_from_HF=False, enable_inst_interactivity=False)
+        video_model = model_builder.build_sam3_video_model(
+            checkpoint_path=None, load_from_HF=False, bpe_path=bpe, device="meta")
+    compat.release_predictor_autocast(video_model.tracker)  # upstream enters it globally
     plain = _shapes(image_model.state_dict())
-    with_neck = {k: v for k, v in plain.items() if not k.startswith(VISION)}
-    with_neck.update(_shapes(vision_with_tracker_neck.state_dict(), VISION))
-    return plain, with_neck
+    in_sam3_pt = {k[len("detector."):]: v for k, v in _shapes(video_model.state_dict()).items()
+                  if k.startswith("detector.")}
+    return plain, in_sam3_pt
 
 
 @pytest.mark.parametrize("with_tracker_neck", [False, True])
