@@ -29,6 +29,7 @@ from sam3_video.config import ConfigError, EvalConfig, data_path, load_config_fi
 from sam3_video.metrics_log import MetricsLog
 from sam3_video.sampler import seed_everything
 from sam3_video.tasks import get_task
+from sam3_video.train import is_out_of_memory
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -101,7 +102,9 @@ def main(argv=None) -> int:
     except ConfigError as err:  # weights that do not fit the preset
         print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
         return exit_codes.CONFIG_ERROR
-    except (torch.OutOfMemoryError, MemoryError) as err:
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
         print(f"out of memory: {err}", file=sys.stderr)
         return exit_codes.OUT_OF_MEMORY
     finally:

@@ -283,6 +283,14 @@ class Trainer:
         self.metrics.close()
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA OOM raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and (
+        "can't allocate memory" in str(err) or "out of memory" in str(err))
+
+
 def check_devices(cfg: TrainConfig) -> None:
     if cfg.gpus > 0 and not torch.cuda.is_available():
         raise RuntimeError(f"gpus={cfg.gpus} but no CUDA device is visible to this process")
@@ -312,7 +320,9 @@ def main(argv=None) -> int:
     except ConfigError as err:  # e.g. initial weights that do not fit the model
         print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
         return exit_codes.CONFIG_ERROR
-    except (torch.OutOfMemoryError, MemoryError) as err:
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
         print(f"out of memory: {err}", file=sys.stderr)
         return exit_codes.OUT_OF_MEMORY
     finally:

@@ -131,3 +131,12 @@ def test_rng_states_round_trip():
     expected = (random.random(), torch.rand(3))
     checkpoint.restore_rng_states(states)
     assert random.random() == expected[0] and torch.equal(torch.rand(3), expected[1])
+
+
+def test_real_allocation_failures_count_as_out_of_memory():
+    from sam3_video.train import is_out_of_memory
+
+    with pytest.raises(RuntimeError) as failed:
+        torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: the CPU allocator refuses
+    assert is_out_of_memory(failed.value)
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
