@@ -60,7 +60,7 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
 
 
 class LrFactor:
-    """Multiplier of the base lr at an optimiser step (a callable object, so LambdaLR saves it)."""
+    """Multiplier of the base lr at an optimiser step."""
 
     def __init__(self, cfg: ScheduleConfig, max_steps: int):
         self.name = cfg.name
@@ -82,4 +82,7 @@ class LrFactor:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
                     max_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, max_steps))
+    factor = LrFactor(cfg, max_steps)
+    # A plain function, not the object: LambdaLR then saves only its step count, so a
+    # resumed run follows the schedule of ITS config, not one pickled in the checkpoint.
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
