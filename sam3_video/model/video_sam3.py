@@ -45,7 +45,18 @@ def stack_find_stages(stages: list[FindStage]) -> FindStage:
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], missing)], 1)
         return boxes, label, mask
 
+    max_points = max(s.input_points.shape[1] for s in stages)
+
+    def pad_points(s: FindStage):
+        missing = max_points - s.input_points.shape[1]
+        points, mask = s.input_points, s.input_points_mask
+        if missing:  # [queries, points, dim]; padding points are masked out
+            points = torch.cat([points, points.new_zeros(points.shape[0], missing, *points.shape[2:])], 1)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], missing)], 1)
+        return points, mask
+
     padded = [pad_boxes(s) for s in stages]
+    padded_points = [pad_points(s) for s in stages]
     object_ids = None
     if all(s.object_ids is not None for s in stages):
         object_ids = [ids for s in stages for ids in s.object_ids]
@@ -55,9 +66,8 @@ def stack_find_stages(stages: list[FindStage]) -> FindStage:
         input_boxes=torch.cat([p[0] for p in padded], dim=1),        # [boxes, queries, 4]
         input_boxes_label=torch.cat([p[1] for p in padded], dim=1),  # [boxes, queries]
         input_boxes_mask=torch.cat([p[2] for p in padded], dim=0),   # [queries, boxes]
-        # Points are ignored by SAM3's grounding (it warns); keep the first stage's.
-        input_points=stages[0].input_points,
-        input_points_mask=stages[0].input_points_mask,
+        input_points=torch.cat([p[0] for p in padded_points], dim=0),     # [queries, points, dim]
+        input_points_mask=torch.cat([p[1] for p in padded_points], dim=0),  # [queries, points]
         object_ids=object_ids,
     )
 

@@ -61,3 +61,28 @@ def test_outputs_one_stage_per_frame_with_matching(clip_batch):
     for out, find_input in zip(outputs, clip_batch.find_inputs):  # the last step per frame
         assert out["pred_logits"].shape == (len(find_input.img_ids), TINY.num_queries, 1)
         assert "indices" in out  # matched to this frame's targets (training mode)
+
+
+def test_box_prompts_on_some_frames_only(clip_batch):
+    """Frames with different numbers of box prompts: the stacked call pads them (masked)
+    and still matches the per-frame loop."""
+    import copy
+    import dataclasses
+
+    batch = copy.copy(clip_batch)
+    first = batch.find_inputs[0]
+    queries = len(first.img_ids)
+    boxes = torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.3, 0.6, 0.2, 0.2]])  # cx cy w h, normalised
+    prompted = dataclasses.replace(
+        first,
+        input_boxes=boxes[:, None].expand(2, queries, 4).clone(),
+        input_boxes_label=torch.ones(2, queries, dtype=torch.long),
+        input_boxes_mask=torch.tensor([[False, False]] * queries),
+    )
+    batch.find_inputs = [prompted, *clip_batch.find_inputs[1:]]
+    model = tiny_model(seed=2)
+    batched, _ = _loss_and_grads(model, model.forward, batch)
+    reference, _ = _loss_and_grads(model, model.forward_per_frame, batch)
+    unprompted, _ = _loss_and_grads(model, model.forward_per_frame, clip_batch)
+    assert abs(batched["core_loss"].item() - reference["core_loss"].item()) < 1e-4
+    assert abs(reference["core_loss"].item() - unprompted["core_loss"].item()) > 1e-3  # prompts count
