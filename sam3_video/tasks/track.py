@@ -107,6 +107,20 @@ class TrackTask:
         field = "data.val" if isinstance(self.cfg, TrainConfig) else "data.dataset"
         return evaluate_track_model(model, data_path(dataset_dir, field))
 
+    # -- evaluation jobs (sam3_video.evaluate) -----------------------------------------
+
+    def predict(self, model: torch.nn.Module, root: Path) -> list:
+        """Masklets propagated from each object's first visible frame, with memory and with
+        memory disabled (records carry "memory": true/false)."""
+        from sam3_video.tracker.evaluate import predict_track_model
+
+        return predict_track_model(model, root)
+
+    def score(self, predictions: list, root: Path) -> dict[str, float]:
+        from sam3_video.tracker.evaluate import score_track_predictions
+
+        return score_track_predictions(predictions, root)
+
 
 def load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     """Initial weights for a TrackModel from an upstream sam3.pt (or our export in that

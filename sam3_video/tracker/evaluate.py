@@ -29,11 +29,13 @@ from sam3_video.tracker.clips import load_frame, resize_masks, track_mask
 from sam3_video.tracker.export import load_into_predictor, tracker_state_dict
 from sam3_video.tracker.prompts import first_frame_mask_plan
 from sam3_video.video_eval.davis import boundary_f_measure, region_similarity
+from sam3_video.video_eval.masks import to_rle
 
 
 @dataclass
 class EvalObject:
     video: Video
+    track_id: int
     first_frame: int
     gt: np.ndarray          # bool [L, H, W] at the video's resolution
 
@@ -80,7 +82,7 @@ def objects_of(data: NativeDataset, video: Video) -> list[EvalObject]:
         if track.iscrowd or not present or present[0] >= video.length - 1:
             continue  # nothing after the prompt frame to propagate to
         gt = np.stack([track_mask(track, video, t) for t in range(video.length)])
-        objects.append(EvalObject(video, present[0], gt))
+        objects.append(EvalObject(video, track.id, present[0], gt))
     return objects
 
 
@@ -125,11 +127,26 @@ def propagate_with_training_class(model, feats: VideoFeatures, obj: EvalObject) 
     return preds
 
 
+@dataclass
+class Masklet:
+    """One object propagated from the GT mask on its first visible frame."""
+    video_id: int
+    track_id: int
+    prompt_frame: int
+    memory: bool                 # False: the num_maskmem=0 ablation
+    masks: list[np.ndarray]      # bool [H, W] on frames prompt_frame+1 .. end of video
+
+    def to_json(self) -> dict:
+        return {"video_id": self.video_id, "track_id": self.track_id,
+                "prompt_frame": self.prompt_frame, "memory": self.memory,
+                "segmentations": [to_rle(m) for m in self.masks]}
+
+
 @torch.no_grad()
-def evaluate_tracking(model, dataset_dir: str | Path, *, path: str = "predictor",
+def propagate_dataset(model, dataset_dir: str | Path, *, path: str = "predictor",
                       num_maskmem: int | None = None, exported: dict | None = None,
-                      max_videos: int | None = None) -> dict[str, float]:
-    """{"j", "f", "j_and_f", "objects"} over the objects of `dataset_dir`.
+                      max_videos: int | None = None) -> list[Masklet]:
+    """Propagate every object of `dataset_dir` from its first visible frame.
     path: "predictor" (sam3's Sam3TrackerPredictor, with `exported` tracker weights when
     given, else the model's) or "training" (our class, eval mode)."""
     data = load_native(dataset_dir)
@@ -139,7 +156,7 @@ def evaluate_tracking(model, dataset_dir: str | Path, *, path: str = "predictor"
     saved_maskmem = model.tracker.num_maskmem
     if path == "training" and num_maskmem is not None:
         model.tracker.num_maskmem = num_maskmem
-    js, fs = [], []
+    masklets = []
     try:
         for video in list(data.videos.values())[:max_videos]:
             objects = objects_of(data, video)
@@ -148,26 +165,53 @@ def evaluate_tracking(model, dataset_dir: str | Path, *, path: str = "predictor"
             feats = VideoFeatures(model, data, video)
             for obj in objects:
                 if predictor is not None:
-                    preds = propagate_with_predictor(predictor, feats, obj)
+                    masks = propagate_with_predictor(predictor, feats, obj)
                 else:
-                    preds = propagate_with_training_class(model, feats, obj)
-                j, f = j_and_f(preds, obj.gt[obj.first_frame + 1:])
-                js.append(j)
-                fs.append(f)
+                    masks = propagate_with_training_class(model, feats, obj)
+                masklets.append(Masklet(video.id, obj.track_id, obj.first_frame,
+                                        memory=num_maskmem != 0, masks=masks))
     finally:
         model.tracker.num_maskmem = saved_maskmem
         if predictor is not None:
             compat.release_predictor_autocast(predictor)
         model.train(was_training)
-    if not js:
+    if not masklets:
         raise ValueError(f"{dataset_dir}: no object is visible before the last frame of its video")
+    return masklets
+
+
+def score_masklets(masklets: list[Masklet], dataset_dir: str | Path) -> dict[str, float]:
+    """Mean J, F and J&F over masklets (each averaged over its frames) against the GT."""
+    data = load_native(dataset_dir)
+    tracks = {tr.id: tr for tr in data.tracks}
+    js, fs = [], []
+    for m in masklets:
+        video = data.videos[m.video_id]
+        gts = [track_mask(tracks[m.track_id], video, t) for t in range(m.prompt_frame + 1, video.length)]
+        j, f = j_and_f(m.masks, gts)
+        js.append(j)
+        fs.append(f)
     j, f = float(np.mean(js)), float(np.mean(fs))
     return {"j": j, "f": f, "j_and_f": (j + f) / 2, "objects": len(js)}
 
 
+def evaluate_tracking(model, dataset_dir: str | Path, **kwargs) -> dict[str, float]:
+    """{"j", "f", "j_and_f", "objects"}; keyword arguments as propagate_dataset."""
+    return score_masklets(propagate_dataset(model, dataset_dir, **kwargs), dataset_dir)
+
+
+def predict_track_model(model, dataset_dir: str | Path) -> list[Masklet]:
+    """What a track job predicts: every object with memory, and with memory disabled."""
+    return (propagate_dataset(model, dataset_dir)
+            + propagate_dataset(model, dataset_dir, num_maskmem=0))
+
+
+def score_track_predictions(masklets: list[Masklet], dataset_dir: str | Path) -> dict[str, float]:
+    """{"j_and_f", "j", "f", "j_and_f_no_memory", "objects"} of predict_track_model's output."""
+    with_memory = score_masklets([m for m in masklets if m.memory], dataset_dir)
+    without = score_masklets([m for m in masklets if not m.memory], dataset_dir)
+    return {**with_memory, "j_and_f_no_memory": without["j_and_f"]}
+
+
 def evaluate_track_model(model, dataset_dir: str | Path) -> dict[str, float]:
-    """What a track job reports: J&F with memory and with memory disabled."""
-    with_memory = evaluate_tracking(model, dataset_dir)
-    without = evaluate_tracking(model, dataset_dir, num_maskmem=0)
-    return {"j_and_f": with_memory["j_and_f"], "j": with_memory["j"], "f": with_memory["f"],
-            "j_and_f_no_memory": without["j_and_f"]}
+    return score_track_predictions(predict_track_model(model, dataset_dir), dataset_dir)

@@ -112,3 +112,30 @@ def test_tiny_tracker_learns_to_propagate_with_memory(tmp_path):
     via_training = evaluate_tracking(model, val, path="training")
     assert abs(via_predictor["j_and_f"] - via_training["j_and_f"]) <= 0.01
     assert abs(via_predictor["j_and_f"] - final["j_and_f"]) <= 1e-6
+
+
+def test_track_eval_job(tmp_path):
+    """An evaluation job of task "track" (python -m sam3_video.evaluate) with weights
+    exported in the upstream layout."""
+    data_root = tmp_path / "data"
+    write_synthetic(data_root / "synthetic-val", videos=1, frames=4, seed=1)
+    torch.manual_seed(0)
+    torch.save(upstream_state_dict(build_track_model("tiny", 112)), data_root / "export.pt")
+    config = tmp_path / "eval.json"
+    config.write_text(json.dumps({"task": "track", "model": {"preset": "tiny", "init": {"path": "export.pt"}},
+                                  "data": {"dataset": "synthetic-val"}, "gpus": 0}))
+    run_dir = tmp_path / "runs" / "job-2"
+    env = {**os.environ, "DATA_ROOT": str(data_root), "RUNS_ROOT": str(tmp_path / "runs"),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "sam3_video.evaluate", "--config", str(config),
+                           "--run-dir", str(run_dir)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
+    assert metrics["objects"] == 2  # target and distractor of the one video
+    for key in ("j_and_f", "j_and_f_no_memory"):
+        assert 0.0 <= metrics[key] <= 1.0
+    records = json.loads((run_dir / "predictions.json").read_text())
+    assert sorted(r["memory"] for r in records) == [False, False, True, True]
+    for r in records:
+        assert len(r["segmentations"]) == 4 - 1 - r["prompt_frame"]
