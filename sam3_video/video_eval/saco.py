@@ -9,9 +9,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
+
+# sam3's HOTA and TETA toolkits fork multiprocessing Pools, whose workers inherit this
+# process's Python signal handlers. The trainer catches SIGTERM (to checkpoint), so
+# Pool.terminate() could not stop those workers and the evaluation hung in join() forever.
+# Children forked while the suite runs get the default SIGTERM action back.
+_suite_running = False
+
+
+def _default_sigterm_in_child() -> None:
+    if _suite_running:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 @contextlib.contextmanager
@@ -55,6 +70,8 @@ def run_saco_suite(gt: dict, predictions: list[dict]) -> dict:
         out_file, log_file = scratch / "eval_results.json", scratch / "evaluator.log"
         gt_file.write_text(json.dumps(gt))
         pred_file.write_text(json.dumps(predictions))
+        global _suite_running
+        _suite_running = True
         try:
             with _output_to(log_file):
                 evaluator = VEvalEvaluator(str(gt_file), str(out_file))
@@ -69,6 +86,8 @@ def run_saco_suite(gt: dict, predictions: list[dict]) -> dict:
         except Exception as err:
             tail = log_file.read_text()[-2000:] if log_file.exists() else ""
             raise EvaluatorError(f"sam3 video evaluator failed: {err!r}\n{tail}") from err
+        finally:
+            _suite_running = False
     if skip_teta:
         results["dataset_results"][f"{teta.dataset_name}_mask_teta"] = 0.0
     return results

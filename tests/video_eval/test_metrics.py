@@ -123,3 +123,36 @@ def test_only_unconfident_predictions_rank_for_ap_but_detect_nothing(tiny_datase
     assert head["mask_ap"] == 1.0 and head["phrase_ap"] == 1.0
     assert head["hota"] == 0.0 and head["teta"] == 0.0
     assert head["cgf1"] == 0.0 and head["j_and_f"] == 0.0
+
+
+SIGTERM_CATCHER = """
+import signal, sys
+signal.signal(signal.SIGTERM, lambda *a: None)   # as the trainer does, to checkpoint
+from sam3_video.video_eval import predictions_from_ground_truth, score_predictions
+result = score_predictions(sys.argv[1], predictions_from_ground_truth(sys.argv[1]))
+print("mask_ap", result["headline"]["mask_ap"])
+"""
+
+
+def test_suite_finishes_in_a_process_that_catches_sigterm(tmp_path):
+    # sam3's HOTA/TETA Pools are terminated with SIGTERM; workers that inherited a catching
+    # handler never exited and the evaluation hung (seen in the trainer).
+    import os
+    import signal
+    import subprocess
+    import sys
+    from sam3_video.data import write_synthetic
+    write_synthetic(tmp_path / "clips", videos=6, frames=8, seed=1)
+    # Output to a file, not a pipe: hung pool workers would hold a pipe open forever.
+    log = tmp_path / "out.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SIGTERM_CATCHER, str(tmp_path / "clips")],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=150)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)   # the hang: take the pool workers too
+                proc.wait()
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    assert "mask_ap 1.0" in log.read_text()
