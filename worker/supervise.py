@@ -68,9 +68,10 @@ class Supervisor:
         while True:
             self.tree.refresh()
             exit_code = self.proc.poll()
-            self.ingest()
             if exit_code is not None:
+                self.final_ingest()
                 return Outcome(exit_code)
+            self.ingest()
             if self.stop_requested.is_set():
                 return self.stop("shutdown")
             if time.monotonic() >= next_renew:
@@ -105,18 +106,27 @@ class Supervisor:
     def stop(self, reason: str) -> Outcome:
         log.info("job %s: stopping the trainer (%s)", self.job_id, reason)
         survivors = self.tree.terminate(self.cancel_grace_s)
-        self.ingest()  # the final checkpoint written on SIGTERM
+        self.final_ingest()  # includes the checkpoint written on SIGTERM
         return Outcome(self.proc.poll(), reason, tuple(survivors))
 
-    def ingest(self) -> None:
+    def final_ingest(self, tries: int = 5) -> None:
+        """After the trainer exited there is no next tick: retry a busy database."""
+        for _ in range(tries):
+            if self.ingest():
+                return
+            time.sleep(1.0)
+
+    def ingest(self) -> bool:
         """Move new metrics lines and checkpoint files into the job store."""
         try:
             self._ingest_metrics()
             for ckpt in self.checkpoints.new_files():
                 store.add_checkpoint(self.job_id, ckpt.name, ckpt.step, ckpt.size_bytes,
                                      ckpt.sha256, str(ckpt.path))
+            return True
         except Exception:  # the files stay; the next tick tries again
             log.exception("job %s: ingesting metrics/checkpoints failed", self.job_id)
+            return False
 
     def writer_of(self, line_time: float) -> int:
         """The attempt that wrote a metrics line: the last one started before it. Lines
