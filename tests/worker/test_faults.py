@@ -1,5 +1,5 @@
 """Faults with real processes: a killed worker, a redelivered message, Redis restarts,
-cancel, a stopping worker, two queues at once, a config error."""
+cancel, a stopping worker, two queues at once, a config error, a crashed trainer."""
 from __future__ import annotations
 
 import json
@@ -182,3 +182,21 @@ def test_config_error_fails_once_without_retry(stack):
     assert job.state == "failed" and job.reason_kind == "config"
     assert "no-such-dataset" in job.reason
     assert job.attempt == 1
+
+
+@pytest.mark.slow
+def test_crashed_trainer_is_retried_and_resumes(stack):
+    stack.start_worker("w1")
+    job_id = stack.submit(tiny_train(max_steps=16, checkpoint_every=2, keep_last=10))
+    wait_until(lambda: len(checkpoint_steps(stack, job_id)) >= 2, 180, "two checkpoints")
+    [rank] = [p for p in stack.trainer_processes(job_id)
+              if "torch.distributed.run" not in " ".join(p.cmdline())]
+    rank.kill()  # a crash: torchrun reports exitcode -9, an infrastructure failure
+    job = stack.wait_state(job_id, FINAL, 240)
+    assert job.state == "succeeded", job.reason
+    assert job.attempt == 2
+    with store.session_scope(stack.engine, write=False) as s:
+        [first] = s.scalars(select(store.Attempt).where(store.Attempt.job_id == job_id,
+                                                        store.Attempt.number == 1))
+        assert first.outcome == "requeued" and "exit code -9" in first.reason
+    assert resumed_step(stack, job_id, 2) >= 4
