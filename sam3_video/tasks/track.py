@@ -38,6 +38,9 @@ class TrackTask:
 
     def check(self) -> None:
         problems = []
+        if isinstance(self.cfg, TrainConfig) and self.cfg.data.frames_per_clip < 2:
+            problems.append("data.frames_per_clip: tracking needs at least 2 frames per clip "
+                            "(one to prompt, one to propagate to)")
         for field, path in self.dataset_fields().items():
             try:
                 root = data_path(path, field)

@@ -78,7 +78,9 @@ def sample_prompt_plan(gt_masks: torch.Tensor, settings: PromptSettings, trainin
     if kind is None:
         u = float(torch.rand(()))
         kind = "mask" if u < settings.prob_mask else "box" if u < settings.prob_mask + settings.prob_box else "click"
-    n_cond = _randint(1, max(1, min(settings.max_cond_frames, T)))
+    # At least one frame is left to track: a clip of only mask-prompted frames has no loss
+    # with a gradient (their output is the prompt itself).
+    n_cond = _randint(1, max(1, min(settings.max_cond_frames, T - 1)))
     cond = [0] + sorted(_random_subset(list(range(1, T)), n_cond - 1))
     plan = PromptPlan(kind=kind, cond_frames=cond, num_frames=T)
     for t in cond:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,16 +44,30 @@ def track_config(**overrides) -> dict:
     return cfg
 
 
-def run_train(tmp_path: Path, data_root: Path, cfg: dict, timeout: int) -> Path:
+def run_program(argv: list[str], data_root: Path, runs_root: Path, timeout: int) -> None:
+    """Run a program in its own session; on a timeout the whole process tree is killed."""
+    env = {**os.environ, "DATA_ROOT": str(data_root), "RUNS_ROOT": str(runs_root),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{argv[:4]} ran past {timeout} s:\n{out[-3000:]}")
+    assert proc.returncode == 0, out[-5000:]
+
+
+def run_train(tmp_path: Path, data_root: Path, cfg: dict, timeout: int, nproc: int | None = None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(cfg))
     run_dir = tmp_path / "runs" / "job-1"
-    env = {**os.environ, "DATA_ROOT": str(data_root), "RUNS_ROOT": str(tmp_path / "runs"),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "sam3_video.train", "--config", str(config),
-                           "--run-dir", str(run_dir)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    launcher = [sys.executable] if nproc is None else [
+        str(Path(sys.executable).parent / "torchrun"), "--standalone", f"--nproc_per_node={nproc}"]
+    run_program([*launcher, "-m", "sam3_video.train", "--config", str(config), "--run-dir", str(run_dir)],
+                data_root, tmp_path / "runs", timeout)
     return run_dir
 
 
@@ -125,12 +140,8 @@ def test_track_eval_job(tmp_path):
     config.write_text(json.dumps({"task": "track", "model": {"preset": "tiny", "init": {"path": "export.pt"}},
                                   "data": {"dataset": "synthetic-val"}, "gpus": 0}))
     run_dir = tmp_path / "runs" / "job-2"
-    env = {**os.environ, "DATA_ROOT": str(data_root), "RUNS_ROOT": str(tmp_path / "runs"),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "sam3_video.evaluate", "--config", str(config),
-                           "--run-dir", str(run_dir)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_program([sys.executable, "-m", "sam3_video.evaluate", "--config", str(config), "--run-dir",
+                 str(run_dir)], data_root, tmp_path / "runs", timeout=300)
     metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
     assert metrics["objects"] == 2  # target and distractor of the one video
     for key in ("j_and_f", "j_and_f_no_memory"):
@@ -139,3 +150,32 @@ def test_track_eval_job(tmp_path):
     assert sorted(r["memory"] for r in records) == [False, False, True, True]
     for r in records:
         assert len(r["segmentations"]) == 4 - 1 - r["prompt_frame"]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load(list_checkpoints(run_dir / "checkpoints")[-1][1])["model"]
+
+
+def test_track_job_resumes_exactly(tmp_path):
+    """4 steps in one go == 2 steps, stop, resume for 2 more (same prompts, clips, dropout)."""
+    data_root = tmp_path / "data"
+    write_synthetic(data_root / "synthetic", videos=2, frames=4, seed=0)
+    cfg = track_config(data={"val": None, "frames_per_clip": 3}, checkpoint_every=2,
+                       track={"prob_mask": 0.4, "prob_box": 0.3, "prob_click": 0.3})
+    straight = run_train(tmp_path / "a", data_root, {**cfg, "max_steps": 4}, timeout=300)
+    resumed = tmp_path / "b"
+    run_train(resumed, data_root, {**cfg, "max_steps": 2}, timeout=300)
+    resumed = run_train(resumed, data_root, {**cfg, "max_steps": 4}, timeout=300)
+    a, b = final_weights(straight), final_weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_track_job_under_torchrun_ddp(tmp_path):
+    """Two gloo processes: DDP over the tracker (unused parameters allowed) and a checkpoint."""
+    data_root = tmp_path / "data"
+    write_synthetic(data_root / "synthetic", videos=2, frames=4, seed=0)
+    cfg = track_config(data={"val": None, "frames_per_clip": 2}, max_steps=2, checkpoint_every=2)
+    run_dir = run_train(tmp_path, data_root, cfg, timeout=300, nproc=2)
+    assert [s for s, _ in list_checkpoints(run_dir / "checkpoints")] == [2]
+    assert [m["step"] for m in read_metrics(run_dir)] == [1, 2]
