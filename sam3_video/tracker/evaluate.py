@@ -58,14 +58,19 @@ def build_predictor(model, num_maskmem: int | None = None,
 
 
 class VideoFeatures:
-    """Frames of one video at model resolution and their tracker features."""
+    """Frames of one video at model resolution and their tracker features (the backbone
+    runs `chunk` frames at a time; the features of every frame are kept)."""
 
-    def __init__(self, model, data: NativeDataset, video: Video):
+    def __init__(self, model, data: NativeDataset, video: Video, chunk: int = 8):
         device = next(model.parameters()).device
         self.images = torch.stack([load_frame(data.image_dir / f, model.image_size)
                                    for f in video.file_names]).to(device)
         with torch.no_grad():
-            self.features = model.tracker_features(self.images)
+            parts = [model.tracker_features(self.images[i:i + chunk])
+                     for i in range(0, len(self.images), chunk)]
+        self.features = {key: [torch.cat([p[key][level] for p in parts])
+                               for level in range(len(parts[0][key]))]
+                         for key in ("backbone_fpn", "vision_pos_enc")}
 
     def frame_cache(self) -> dict:
         """Sam3TrackerPredictor's `cached_features`: frame -> (image, backbone_out)."""
@@ -116,7 +121,7 @@ def propagate_with_training_class(model, feats: VideoFeatures, obj: EvalObject) 
     video, f0 = obj.video, obj.first_frame
     frames = list(range(f0, video.length))
     gt = resize_masks(obj.gt[frames][:, None], model.image_size).to(feats.images.device)
-    features = {k: [x[f0:] for x in v] for k, v in feats.features.items() if k != "vision_features"}
+    features = {k: [x[f0:] for x in v] for k, v in feats.features.items()}
     ids = [torch.tensor([t], device=gt.device) for t in range(len(frames))]
     outs = model.tracker(features, feats.images[f0:], ids, gt, plan=first_frame_mask_plan(gt))
     preds = []
