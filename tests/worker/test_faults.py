@@ -46,7 +46,7 @@ def resumed_step(stack, job_id: int, attempt: int) -> int:
 @pytest.mark.slow
 def test_killed_worker_resumes_from_last_checkpoint(stack):
     worker = stack.start_worker("w1")
-    job_id = stack.submit(tiny_train(max_steps=24, checkpoint_every=4, keep_last=10))
+    job_id = stack.submit(tiny_train(max_steps=40, checkpoint_every=4, keep_last=20))
     wait_until(lambda: checkpoint_steps(stack, job_id) and stack.job(job_id).step >= 6, 180,
                "a registered checkpoint and step >= 6")
     os.killpg(worker.pid, signal.SIGKILL)  # the whole worker: main process and pool child
@@ -62,12 +62,12 @@ def test_killed_worker_resumes_from_last_checkpoint(stack):
     assert resume >= 6
 
     counts = Counter(training_steps(stack, job_id))
-    assert sorted(counts) == list(range(1, 25))
+    assert sorted(counts) == list(range(1, 41))
     assert all(counts[s] == 1 for s in range(1, resume + 1)), counts  # nothing before it twice
     stored = stored_loss(stack, job_id)
-    assert sorted(stored) == list(range(1, 25))
+    assert sorted(stored) == list(range(1, 41))
     assert {stored[s] for s in range(1, resume + 1)} == {1}
-    assert {stored[s] for s in range(resume + 1, 25)} == {2}
+    assert {stored[s] for s in range(resume + 1, 41)} == {2}
 
 
 def test_job_outliving_the_visibility_timeout_runs_once(stack):
@@ -151,8 +151,8 @@ def test_two_jobs_on_two_queues_at_once(stack):
     # trainer refuses gpus > 0 without CUDA, so GPU sets cannot be faked honestly.
     stack.start_worker("worker-a", queue="cpu")
     stack.start_worker("worker-b", queue="cpu-b")
-    job_a = stack.submit(tiny_train(max_steps=30))
-    job_b = stack.submit(tiny_train(max_steps=30), queue="cpu-b")
+    job_a = stack.submit(tiny_train(max_steps=50))
+    job_b = stack.submit(tiny_train(max_steps=50), queue="cpu-b")
 
     def both_training():
         ranks = {}
