@@ -40,6 +40,12 @@ def attempt_starts(job_id: int) -> list[tuple[float, int]]:
         return [(float(t), int(n)) for t, n in rows]
 
 
+def registered_checkpoints(job_id: int) -> set[str]:
+    """Names already in the store: an attempt does not hash an earlier one's files again."""
+    with store.session_scope(store.get_engine(), write=False) as s:
+        return set(s.scalars(select(store.Checkpoint.name).where(store.Checkpoint.job_id == job_id)))
+
+
 class Supervisor:
     def __init__(self, job_id: int, attempt: int, max_steps: int | None, run_dir: Path,
                  proc: subprocess.Popen, *, lease_seconds: float, cancel_grace_s: float,
@@ -56,6 +62,7 @@ class Supervisor:
         # Every attempt re-reads metrics.jsonl from the start (see writer_of).
         self.metrics = MetricsTail(run_dir / "metrics.jsonl")
         self.checkpoints = CheckpointScanner(run_dir / "checkpoints")
+        self.checkpoints.seen |= registered_checkpoints(job_id)
         self.rate = StepRate()
         self.last_step: int | None = None
         # Read but not stored yet: (attempt that wrote it, row).
