@@ -71,8 +71,9 @@ def data_root(tmp_path_factory):
     return root
 
 
-def run_program(program: str, config: dict, run_dir, data_root, timeout: float = 240):
-    """python -m sam3_video.<program> as a real subprocess, one thread."""
+def run_program(program: str, config: dict, run_dir, data_root, timeout: float = 240,
+                threads: int = 1):
+    """python -m sam3_video.<program> as a real subprocess."""
     import os
     import subprocess
     import sys
@@ -82,7 +83,7 @@ def run_program(program: str, config: dict, run_dir, data_root, timeout: float =
     config_file = run_dir.parent / f"{run_dir.name}.json"
     config_file.write_text(json.dumps(config))
     env = dict(os.environ, DATA_ROOT=str(data_root), RUNS_ROOT=str(run_dir.parent),
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+               OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", f"sam3_video.{program}", "--config",
                            str(config_file), "--run-dir", str(run_dir)],
                           env=env, capture_output=True, text=True, timeout=timeout)
