@@ -5,6 +5,10 @@ We give them one greedily in time: frame t's detections are assigned to the exis
 by mask IoU with an optimal (Hungarian) assignment against each track's most recent mask;
 confident detections left over start new tracks. Low-score detections may extend a track but
 never start one, so detector noise does not become a flood of one-frame masklets.
+
+Limitation: an object that moves farther than its own size between frames has IoU 0 with
+its previous mask and is split into several masklets (the synthetic clips' "crossing"
+objects at 8 frames do this); real video at normal frame rates overlaps well.
 """
 from __future__ import annotations
 
