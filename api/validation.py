@@ -2,6 +2,7 @@
 path under DATA_ROOT (symlinks followed), the datasets, weights and the GPU count."""
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from api.errors import ApiError
 from api.schemas import JobCreate
 from api.settings import Settings
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_under
+from sam3_video.data import validate_dataset
 
 CHECKPOINT_NAME = re.compile(r"^step_\d{7}\.pt$")
 
@@ -80,11 +82,31 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
     return config
 
 
+MAX_DATASET_PROBLEMS = 20  # enough to act on; `python -m sam3_video.data validate` lists all
+
+
 def _check_dataset(problems: list, field: str, rel: str, path: Path) -> None:
     if not path.is_dir():
         problems.append(f"{field}: dataset directory {rel!r} not found under DATA_ROOT")
-    elif not (path / "annotations.json").is_file():
+        return
+    annotations = path / "annotations.json"
+    if not annotations.is_file():
         problems.append(f"{field}: dataset {rel!r} has no annotations.json")
+        return
+    stat = annotations.stat()
+    found = _dataset_problems(str(path), stat.st_mtime_ns, stat.st_size)
+    problems.extend(f"{field}: {rel}/{p}" for p in found[:MAX_DATASET_PROBLEMS])
+    if len(found) > MAX_DATASET_PROBLEMS:
+        problems.append(f"{field}: ... and {len(found) - MAX_DATASET_PROBLEMS} more problems")
+
+
+@functools.lru_cache(maxsize=64)
+def _dataset_problems(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """Every problem of a dataset (sam3_video.data's validator: frames exist, masks decode,
+    sizes agree, boxes inside frames). Cached per annotation file version, so polling
+    scripts that POST many jobs on one big dataset pay for one validation; the trainer
+    validates again before it starts."""
+    return tuple(str(p) for p in validate_dataset(path))
 
 
 def _previous_checkpoint(problems: list, engine: Engine, caller: Caller, job_id: int,

@@ -194,7 +194,8 @@ def resolve_under(path: str, field: str, roots: dict[str, str | None]) -> Path:
         candidate = Path(path) if os.path.isabs(path) else first / path
         real = candidate.resolve()
     except (ValueError, OSError) as err:  # embedded NUL byte, name too long, symlink loop
-        raise ConfigError([f"{field}: {path!r} is not a usable path ({err})"]) from None
+        reason = getattr(err, "strerror", None) or str(err)  # strerror names no server path
+        raise ConfigError([f"{field}: {path[:200]!r} is not a usable path ({reason})"]) from None
     if not any(real == root or root in real.parents for root in usable.values()):
         raise ConfigError([f"{field}: {path!r} lies outside {' / '.join(usable)}"])
     return real

@@ -16,6 +16,7 @@ from api import store
 from api.auth import create_token
 from api.main import create_app
 from api.settings import Settings
+from sam3_video.data import write_synthetic
 
 
 def free_port() -> int:
@@ -47,10 +48,9 @@ def redis_url(tmp_path_factory):
 
 
 def write_dataset(root: Path, name: str) -> Path:
-    """A directory with an annotations.json: all the API checks before queueing."""
+    """A small valid dataset: POST /jobs runs the real validator on it before queueing."""
     path = root / name
-    (path / "JPEGImages").mkdir(parents=True, exist_ok=True)
-    (path / "annotations.json").write_text(json.dumps({"videos": [], "annotations": [], "categories": []}))
+    write_synthetic(path, videos=2, frames=3, seed=len(name))
     return path
 
 

@@ -68,7 +68,7 @@ def test_bad_inputs_are_clear_errors_and_store_nothing(client, auth, settings, e
         "missing dataset": (train_body(config={"data": {"train": "nope"}, "max_steps": 1, "gpus": 0}),
                             422, "'nope' not found"),
         "NUL byte in path": (train_body(config={"data": {"train": "a\x00b"}, "max_steps": 1, "gpus": 0}),
-                             422, "config.data.train: not a usable path"),
+                             422, "is not a usable path (embedded null byte)"),
         "name too long": (train_body(config={"data": {"train": "x" * 5000}, "max_steps": 1, "gpus": 0}),
                           422, "File name too long"),
         "missing weights": (train_body(config={"data": {"train": "synthetic"}, "max_steps": 1, "gpus": 0,
@@ -321,3 +321,29 @@ def test_out_of_range_ids_are_client_errors_not_500(client, auth, make_job):
     job = make_job()
     r = client.get(f"/jobs/{job['id']}/events", headers={**h, "Last-Event-ID": "9" * 30})
     assert r.status_code == 400
+
+
+def test_broken_dataset_is_refused_naming_file_and_record(client, auth, settings, engine):
+    """POST /jobs runs the dataset validator: a missing frame and a box outside its frame
+    are each reported with the file and record, and nothing is stored."""
+    import json
+    import shutil
+
+    broken = settings.data_root / "broken"
+    shutil.copytree(settings.data_root / "synthetic", broken)
+    ann_file = broken / "annotations.json"
+    data = json.loads(ann_file.read_text())
+    missing = data["videos"][0]["file_names"][1]
+    (broken / "JPEGImages" / missing).unlink()
+    box_index = next(i for i, b in enumerate(data["annotations"][0]["bboxes"]) if b is not None)
+    data["annotations"][0]["bboxes"][box_index] = [-50.0, -50.0, 10.0, 10.0]
+    ann_file.write_text(json.dumps(data))
+
+    before = _count_jobs(engine)
+    r = client.post("/jobs", json=train_body(config={"data": {"train": "broken"}, "max_steps": 1,
+                                                        "gpus": 0}), headers=auth["alice"])
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert any(e.startswith("config.data.train: broken/") and missing in e for e in errors), errors
+    assert any(f"annotations[0].bboxes[{box_index}]" in e for e in errors), errors
+    assert _count_jobs(engine) == before
