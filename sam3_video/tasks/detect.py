@@ -9,31 +9,8 @@ from pathlib import Path
 
 import torch
 
-from sam3_video.config import ConfigError, EvalConfig, TrainConfig, data_path, weights_path
-
-
-def dataset_problems(field: str, root: Path, min_frames: int | None = None) -> list[str]:
-    """Every problem of the dataset at `root` (sam3_video.data's validator: JSON, frame
-    files, masks, boxes), each line naming the config field and the file; [] when usable."""
-    from sam3_video.data import load_native, validate_dataset
-
-    if not root.is_dir():
-        return [f"{field}: dataset directory {root} does not exist"]
-    found = validate_dataset(root)
-    if found:
-        return [f"{field}: {root / p.file}" + (f" {p.record}" if p.record else "") + f": {p.message}"
-                for p in found]
-    native = load_native(root, check_masks=False)  # already checked above
-    problems = []
-    if not native.tracks:
-        problems.append(f"{field}: {native.annotation_file}: no annotations to learn from")
-    # Shorter videos are skipped in training; with none long enough nothing is left.
-    if min_frames is not None and native.videos and all(
-            v.length < min_frames for v in native.videos.values()):
-        longest = max(v.length for v in native.videos.values())
-        problems.append(f"{field}: {native.annotation_file}: the longest video has {longest} "
-                        f"frames, data.frames_per_clip asks for {min_frames}")
-    return problems
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig, data_path
+from sam3_video.tasks.checks import config_problems
 
 
 class DetectTask:
@@ -48,30 +25,9 @@ class DetectTask:
 
     # -- checks ------------------------------------------------------------------------
 
-    def dataset_fields(self) -> dict[str, str]:
-        data = self.cfg.data
-        if isinstance(self.cfg, TrainConfig):
-            return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
-        return {"data.dataset": data.dataset}
-
     def check(self) -> None:
-        problems = []
         min_frames = self.cfg.data.frames_per_clip if isinstance(self.cfg, TrainConfig) else None
-        for field, path in self.dataset_fields().items():
-            try:
-                root = data_path(path, field)
-            except ConfigError as err:
-                problems += err.problems
-                continue
-            problems += dataset_problems(field, root, min_frames if field == "data.train" else None)
-        init = self.cfg.model.init
-        if init is not None and init.path is not None:
-            try:
-                path = weights_path(init.path, "model.init.path")
-                if not path.is_file():
-                    problems.append(f"model.init.path: {path} does not exist")
-            except ConfigError as err:
-                problems += err.problems
+        problems = config_problems(self.cfg, min_frames)
         if problems:
             raise ConfigError(problems)
 

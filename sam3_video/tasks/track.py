@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path, weights_path
-from sam3_video.tasks.detect import dataset_problems
+from sam3_video.tasks.checks import config_problems
 
 
 class TrackTask:
@@ -30,31 +30,12 @@ class TrackTask:
 
     # -- checks ------------------------------------------------------------------------
 
-    def dataset_fields(self) -> dict[str, str]:
-        data = self.cfg.data
-        if isinstance(self.cfg, TrainConfig):
-            return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
-        return {"data.dataset": data.dataset}
-
     def check(self) -> None:
         problems = []
         if isinstance(self.cfg, TrainConfig) and self.cfg.data.frames_per_clip < 2:
             problems.append("data.frames_per_clip: tracking needs at least 2 frames per clip "
                             "(one to prompt, one to propagate to)")
-        for field, path in self.dataset_fields().items():
-            try:
-                root = data_path(path, field)
-            except ConfigError as err:
-                problems += err.problems
-                continue
-            problems += dataset_problems(field, root)
-        init = self.cfg.model.init
-        if init is not None and init.path is not None:
-            try:
-                if not weights_path(init.path, "model.init.path").is_file():
-                    problems.append(f"model.init.path: {init.path} does not exist")
-            except ConfigError as err:
-                problems += err.problems
+        problems += config_problems(self.cfg)
         if problems:
             raise ConfigError(problems)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from sam3.model.decoder import TransformerDecoderLayerv2, TransformerEncoderCrossAttention

@@ -1,7 +1,6 @@
 """Fixtures for the API tests: a real redis-server, a real SQLite file, the real app."""
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess

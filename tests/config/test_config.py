@@ -1,6 +1,5 @@
 """The job spec: unknown keys and bad values fail with messages that name the field."""
 import json
-import os
 
 import pytest
 
