@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Worker-only; kept here so there is one settings object.
     worker_gpus: str = ""
     worker_id: str = ""
+    worker_queue: str = Field(default="", description="overrides the queue derived from worker_gpus")
+    # Between SIGTERM (the trainer checkpoints) and SIGKILL, on cancel and on worker stop.
+    cancel_grace_s: float = Field(default=30.0, gt=0)
 
     _split_lists = field_validator("cors_origins", "gpu_counts", mode="before")(_comma_list)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from api.settings import Settings
 from deploy import processes
 from deploy.home import DEFAULT_HOME, HomeLayout, settings_env
 from deploy.redis_server import (RedisNotFound, free_port, redis_argv, redis_server_binary,
@@ -36,7 +37,7 @@ READY_TIMEOUT_S = 120.0
 
 def worker_stop_grace_s() -> float:
     """How long the worker may take to stop: its trainer's checkpoint grace plus margin."""
-    return float(os.environ.get("SAM3V_CANCEL_GRACE_S", "30")) + 30.0
+    return Settings().cancel_grace_s + 30.0
 
 
 class StartError(RuntimeError):

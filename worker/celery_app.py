@@ -46,16 +46,16 @@ def worker_gpu_ids(settings: Settings) -> list[int]:
 def worker_queue(settings: Settings) -> str:
     """The queue for this worker's GPU count; SAM3V_WORKER_QUEUE overrides it (tests run
     two CPU workers on two queues: the trainer refuses gpus > 0 without CUDA)."""
-    return os.environ.get("SAM3V_WORKER_QUEUE") or queue_name(len(worker_gpu_ids(settings)))
+    return settings.worker_queue or queue_name(len(worker_gpu_ids(settings)))
 
 
 def worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def cancel_grace_s() -> float:
+def cancel_grace_s(settings: Settings) -> float:
     """Seconds the trainer gets to checkpoint after SIGTERM (SAM3V_CANCEL_GRACE_S)."""
-    return float(os.environ.get("SAM3V_CANCEL_GRACE_S", "30"))
+    return settings.cancel_grace_s
 
 
 def reaper_interval_s(settings: Settings) -> float:
@@ -75,7 +75,7 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # wait out a Redis restart, however long
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        worker_soft_shutdown_timeout=cancel_grace_s() + 10,
+        worker_soft_shutdown_timeout=cancel_grace_s(settings) + 10,
         task_default_queue=worker_queue(settings),
     )
     app.steps["worker"].add(ShutdownAndReaper)

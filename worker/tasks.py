@@ -89,7 +89,7 @@ def run_attempt(job: store.Job, settings: Settings, gpu_ids: list[int]) -> str:
     proc = launch.start(job.kind, max(1, job.gpus), run_dir, job.attempt, env)
     supervisor = Supervisor(job.id, job.attempt, getattr(config, "max_steps", None), run_dir,
                             proc, lease_seconds=settings.lease_seconds,
-                            cancel_grace_s=cancel_grace_s(), stop_requested=STOP_REQUESTED)
+                            cancel_grace_s=cancel_grace_s(settings), stop_requested=STOP_REQUESTED)
     try:
         outcome = supervisor.run()
     finally:
