@@ -29,7 +29,7 @@ from sam3_video.config import ConfigError, EvalConfig, data_path, load_config_fi
 from sam3_video.metrics_log import MetricsLog
 from sam3_video.sampler import seed_everything
 from sam3_video.tasks import get_task
-from sam3_video.train import is_out_of_memory
+from sam3_video.failures import report_failure
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,14 +99,11 @@ def main(argv=None) -> int:
             print(json.dumps(metrics), flush=True)
         distributed.barrier(dist)
         return exit_codes.OK
-    except ConfigError as err:  # weights that do not fit the preset
-        print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
-        return exit_codes.CONFIG_ERROR
-    except (RuntimeError, MemoryError) as err:
-        if not is_out_of_memory(err):
+    except (ConfigError, RuntimeError, MemoryError) as err:  # e.g. weights that do not fit
+        code = report_failure(err)
+        if code is None:
             raise
-        print(f"out of memory: {err}", file=sys.stderr)
-        return exit_codes.OUT_OF_MEMORY
+        return code
     finally:
         distributed.shutdown()
 

@@ -23,7 +23,7 @@ def _no_decay(name: str, param: torch.Tensor) -> bool:
             or "positional_embedding" in name or "token_embedding" in name)
 
 
-def _trunk_layer(name: str, depth: int) -> int:
+def trunk_layer_id(name: str, depth: int) -> int:
     """0 for the trunk's embeddings, i + 1 for block i, depth + 1 for anything after the trunk."""
     m = _TRUNK_BLOCK.search(name)
     if m:
@@ -42,7 +42,7 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     for name, p in named:
         scale = 1.0
         if cfg.layer_decay is not None:
-            scale = cfg.layer_decay ** (depth + 1 - _trunk_layer(name, depth))
+            scale = cfg.layer_decay ** (depth + 1 - trunk_layer_id(name, depth))
         wd = 0.0 if _no_decay(name, p) else cfg.weight_decay
         g = groups.setdefault((scale, wd), {"params": [], "names": [], "lr": cfg.lr * scale,
                                             "weight_decay": wd, "lr_scale": scale})

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from sam3_video import checkpoint, distributed, exit_codes
 from sam3_video.config import ConfigError, TrainConfig, load_config_file
+from sam3_video.failures import report_failure
 from sam3_video.metrics_log import MetricsLog
 from sam3_video.optim import build_optimizer, build_scheduler
 from sam3_video.sampler import ResumableSampler, SeededSamples, seed_everything
@@ -283,14 +284,6 @@ class Trainer:
         self.metrics.close()
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA OOM raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError."""
-    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(err, RuntimeError) and (
-        "can't allocate memory" in str(err) or "out of memory" in str(err))
-
-
 def check_devices(cfg: TrainConfig) -> None:
     if cfg.gpus > 0 and not torch.cuda.is_available():
         raise RuntimeError(f"gpus={cfg.gpus} but no CUDA device is visible to this process")
@@ -317,14 +310,11 @@ def main(argv=None) -> int:
     try:
         trainer = Trainer(cfg, task, dist, run_dir)
         return trainer.run()
-    except ConfigError as err:  # e.g. initial weights that do not fit the model
-        print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
-        return exit_codes.CONFIG_ERROR
-    except (RuntimeError, MemoryError) as err:
-        if not is_out_of_memory(err):
+    except (ConfigError, RuntimeError, MemoryError) as err:
+        code = report_failure(err)
+        if code is None:
             raise
-        print(f"out of memory: {err}", file=sys.stderr)
-        return exit_codes.OUT_OF_MEMORY
+        return code
     finally:
         if trainer is not None:
             trainer.close()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 from pathlib import Path
 
 import torch
@@ -112,19 +111,3 @@ def apply_freeze(model: torch.nn.Module, *, vision_backbone: bool, text_encoder:
     for name, param in model.named_parameters():
         if frozen_prefixes and name.startswith(frozen_prefixes):
             param.requires_grad_(False)
-
-
-_VIT_BLOCK = re.compile(r"^backbone\.vision_backbone\.trunk\.blocks\.(\d+)\.")
-_VIT_STEM = ("backbone.vision_backbone.trunk.patch_embed.", "backbone.vision_backbone.trunk.pos_embed",
-             "backbone.vision_backbone.trunk.ln_pre.")
-
-
-def vit_layer_id(param_name: str, depth: int) -> int:
-    """Layer index for layer-wise lr decay: 0 for the ViT stem, i+1 for ViT block i,
-    depth+1 for everything after the ViT (neck, text, transformer, heads)."""
-    match = _VIT_BLOCK.match(param_name)
-    if match:
-        return int(match.group(1)) + 1
-    if param_name.startswith(_VIT_STEM):
-        return 0
-    return depth + 1

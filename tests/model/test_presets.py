@@ -18,7 +18,8 @@ from torch.utils._device import _device_constructors
 
 from sam3_video import compat
 from sam3_video.config import FreezeConfig, ModelConfig
-from sam3_video.model import TINY, build_detection_loss, build_model, default_image_size, vit_layer_id
+from sam3_video.model import TINY, build_detection_loss, build_model, default_image_size
+from sam3_video.optim import trunk_layer_id
 
 from .conftest import tiny_model
 
@@ -118,10 +119,10 @@ def test_tiny_image_size_override_and_bad_size():
         build_model(ModelConfig(preset="tiny"), image_size=TINY.image_size + 1)
 
 
-def test_vit_layer_id():
+def test_trunk_layer_id_for_layer_decay():
     depth = TINY.vit_depth
     model = tiny_model()
-    ids = {n: vit_layer_id(n, depth) for n, _ in model.named_parameters()}
+    ids = {n: trunk_layer_id(n, depth) for n, _ in model.named_parameters()}
     assert ids["backbone.vision_backbone.trunk.patch_embed.proj.weight"] == 0
     assert ids["backbone.vision_backbone.trunk.blocks.0.attn.qkv.weight"] == 1
     assert ids[f"backbone.vision_backbone.trunk.blocks.{depth - 1}.mlp.fc1.weight"] == depth

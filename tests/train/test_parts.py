@@ -134,7 +134,7 @@ def test_rng_states_round_trip():
 
 
 def test_real_allocation_failures_count_as_out_of_memory():
-    from sam3_video.train import is_out_of_memory
+    from sam3_video.failures import is_out_of_memory
 
     with pytest.raises(RuntimeError) as failed:
         torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: the CPU allocator refuses
