@@ -3,7 +3,6 @@ path under DATA_ROOT (symlinks followed), the datasets, weights and the GPU coun
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -16,8 +15,8 @@ from api.schemas import JobCreate
 from api.settings import Settings
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_under
 from sam3_video.data import validate_dataset
+from sam3_video.run_layout import LATEST, find_checkpoint
 
-CHECKPOINT_NAME = re.compile(r"^step_\d{7}\.pt$")
 
 
 class _Problems(list):
@@ -116,19 +115,13 @@ def _previous_checkpoint(problems: list, engine: Engine, caller: Caller, job_id:
     if job is None or not (caller.is_admin or job.owner_id == caller.id):
         problems.append(f"{field}.job_id: job {job_id} not found")
         return None
-    ckpt_dir = Path(job.run_dir) / "checkpoints"
-    if name == "latest":
-        files = sorted(p for p in ckpt_dir.glob("step_*.pt") if CHECKPOINT_NAME.match(p.name))
-        if not files:
-            problems.append(f"{field}.checkpoint: job {job_id} has no checkpoint yet")
-            return None
-        return files[-1].resolve()
-    if not CHECKPOINT_NAME.match(name):
-        problems.append(f"{field}.checkpoint: {name!r} is not a checkpoint name "
-                        "(step_NNNNNNN.pt or 'latest')")
+    try:
+        path = find_checkpoint(job.run_dir, name)
+    except ValueError as err:
+        problems.append(f"{field}.checkpoint: {err}")
         return None
-    path = ckpt_dir / name
-    if not path.is_file():
-        problems.append(f"{field}.checkpoint: job {job_id} has no checkpoint {name!r}")
+    if path is None:
+        missing = "yet" if name == LATEST else repr(name)
+        problems.append(f"{field}.checkpoint: job {job_id} has no checkpoint {missing}")
         return None
     return path.resolve()

@@ -10,30 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sam3_video.run_layout import checkpoint_name, list_checkpoints  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = re.compile(r"^step_(\d{7})\.pt$")
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:07d}.pt"
-
-
-def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint file in `directory`, oldest first."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), directory / f.name)
-             for f in directory.iterdir() if (m := CHECKPOINT_NAME.match(f.name))]
-    return sorted(found)
-
 
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)

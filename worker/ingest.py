@@ -11,14 +11,14 @@ import hashlib
 import json
 import logging
 import math
-import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from sam3_video.run_layout import CHECKPOINT_NAME
+
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = re.compile(r"^step_(\d{7})\.pt$")
 # Keys of a metrics line that are not metrics themselves.
 NOT_METRICS = {"step", "time", "phase"}
 

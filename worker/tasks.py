@@ -25,7 +25,7 @@ from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalCo
 from worker import launch
 from worker.celery_app import (TASK_NAME, app, cancel_grace_s, enqueue, worker_gpu_ids,
                                worker_id)
-from worker.ingest import CHECKPOINT_NAME
+from sam3_video.run_layout import LATEST, find_checkpoint
 from worker.supervise import Outcome, Supervisor
 
 log = logging.getLogger(__name__)
@@ -122,15 +122,15 @@ def resolved_config(kind: str, raw: dict, settings: Settings) -> TrainConfig | E
 
 def job_checkpoint(run_dir: Path, name: str, job_id: int) -> Path:
     """A previous job's checkpoint file: by name, or 'latest' = the highest step."""
-    ckpt_dir = run_dir / "checkpoints"
-    names = sorted(p.name for p in ckpt_dir.glob("step_*.pt") if CHECKPOINT_NAME.match(p.name))
-    if name == "latest":
-        if not names:
-            raise ConfigError([f"model.init.job_id: job {job_id} has no checkpoint"])
-        return ckpt_dir / names[-1]
-    if name not in names:
+    try:
+        path = find_checkpoint(run_dir, name)
+    except ValueError as err:
+        raise ConfigError([f"model.init.checkpoint: {err}"]) from None
+    if path is None and name == LATEST:
+        raise ConfigError([f"model.init.job_id: job {job_id} has no checkpoint"])
+    if path is None:
         raise ConfigError([f"model.init.checkpoint: job {job_id} has no checkpoint {name!r}"])
-    return ckpt_dir / name
+    return path
 
 
 def write_job_file(run_dir: Path, job: store.Job, config: TrainConfig | EvalConfig) -> Path:

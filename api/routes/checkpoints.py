@@ -12,8 +12,8 @@ from api import store
 from api.deps import visible_job
 from api.errors import ApiError, responses
 from api.schemas import CheckpointList, CheckpointOut
-from api.validation import CHECKPOINT_NAME
 from api.views import iso
+from sam3_video.run_layout import CHECKPOINT_NAME
 
 router = APIRouter(prefix="/jobs/{job_id}/checkpoints", tags=["checkpoints"])
 RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
