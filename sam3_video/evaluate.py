@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from sam3_video.metrics_log import MetricsLog
 from sam3_video.sampler import seed_everything
 from sam3_video.tasks import get_task
 from sam3_video.failures import report_failure
+from sam3_video.run_layout import write_json_atomic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,12 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="EvalConfig JSON or job.json envelope")
     p.add_argument("--run-dir", required=True, help="where predictions and results go")
     return p.parse_args(argv)
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def evaluate(cfg: EvalConfig, run_dir: Path, device: torch.device) -> dict[str, float]:

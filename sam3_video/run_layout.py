@@ -4,6 +4,7 @@ writes them), the worker (which registers them) and the API (which serves them a
 import it."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -38,3 +39,13 @@ def find_checkpoint(run_dir: str | os.PathLike, name: str) -> Path | None:
         raise ValueError(f"{name!r} is not a checkpoint name (step_NNNNNNN.pt or {LATEST!r})")
     path = directory / name
     return path if path.is_file() else None
+
+
+def write_json_atomic(path: str | os.PathLike, data, *, indent: int | None = None) -> Path:
+    """Write JSON next to `path` and rename it into place: a reader (the worker, the API,
+    a resumed run) never sees a half-written job.json, evaluation.json or results.json."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=indent))
+    os.replace(tmp, path)
+    return path

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from sam3_video import checkpoint, distributed, exit_codes
 from sam3_video.config import ConfigError, TrainConfig, load_config_file
 from sam3_video.failures import report_failure
+from sam3_video.run_layout import write_json_atomic
 from sam3_video.metrics_log import MetricsLog
 from sam3_video.optim import build_optimizer, build_scheduler
 from sam3_video.sampler import ResumableSampler, SeededSamples, seed_everything
@@ -183,9 +184,7 @@ class Trainer:
                 if self.evaluation_path.exists():
                     evaluation = json.loads(self.evaluation_path.read_text())
                 evaluation[phase] = {"step": self.step, **results}
-                tmp = self.evaluation_path.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(evaluation, indent=2))
-                os.replace(tmp, self.evaluation_path)
+                write_json_atomic(self.evaluation_path, evaluation, indent=2)
         distributed.barrier(self.dist)
 
     def has_evaluation(self, phase: str) -> bool:

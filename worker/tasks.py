@@ -7,9 +7,7 @@ latest checkpoint by itself).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import signal
 import threading
@@ -25,7 +23,7 @@ from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalCo
 from worker import launch
 from worker.celery_app import (TASK_NAME, app, cancel_grace_s, enqueue, worker_gpu_ids,
                                worker_id)
-from sam3_video.run_layout import LATEST, find_checkpoint
+from sam3_video.run_layout import LATEST, find_checkpoint, write_json_atomic
 from worker.supervise import Outcome, Supervisor
 
 log = logging.getLogger(__name__)
@@ -138,10 +136,7 @@ def write_job_file(run_dir: Path, job: store.Job, config: TrainConfig | EvalConf
     run_dir.mkdir(parents=True, exist_ok=True)
     envelope = {"kind": job.kind, "job_id": job.id, "attempt": job.attempt,
                 "config": config.model_dump(mode="json")}
-    path, tmp = run_dir / "job.json", run_dir / "job.json.tmp"
-    tmp.write_text(json.dumps(envelope, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(run_dir / "job.json", envelope, indent=2)
 
 
 # ---------------------------------------------------------------- finishing

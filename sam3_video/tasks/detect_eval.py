@@ -16,13 +16,12 @@ import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from pycocotools import mask as mask_utils
 
 from sam3_video.data import load_native
 from sam3_video.data.rle import as_compressed
+from sam3_video.video_eval import masks as rle_masks
 
 MIN_SCORE = 0.01        # detections below this are dropped (they cannot move AP)
 MAX_PER_FRAME = 100     # COCO's maxDets
@@ -60,12 +59,6 @@ def frame_detections(out: dict, query: int, width: int, height: int) -> list[tup
             for i, q in enumerate(keep)]
 
 
-def encode_rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, root: Path, image_size: int,
             frames_per_clip: int | None = None) -> list[Detection]:
@@ -87,7 +80,7 @@ def predict(model: torch.nn.Module, root: Path, image_size: int,
                     detections.append(Detection(
                         video_id=clip.video_id, frame_index=frame, category_id=clip.category_id,
                         phrase=clip.noun_phrase, score=score, bbox=[round(v, 2) for v in box],
-                        segmentation=encode_rle(mask), query_index=query))
+                        segmentation=rle_masks.to_rle(mask), query_index=query))
     finally:
         model.train(was_training)
     return detections
@@ -113,15 +106,11 @@ def frame_ground_truth(native) -> dict:
             annotations.append({
                 "id": len(annotations) + 1, "image_id": _image_id(track.video_id, t, span),
                 "category_id": track.category_id, "bbox": list(box),
-                "area": float(mask_utils.area(_bytes_rle(rle))), "segmentation": rle,
+                "area": rle_masks.area(rle), "segmentation": rle,
                 "iscrowd": int(track.iscrowd)})
     categories = [{"id": cid, "name": name} for cid, name in native.categories.items()]
     return {"images": images, "annotations": annotations, "categories": categories,
             "span": span}
-
-
-def _bytes_rle(rle: dict) -> dict:
-    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
 
 
 def _coco_ap(gt: dict, results: list[dict], iou_type: str) -> dict[str, float]:
@@ -154,7 +143,7 @@ def score(detections: list[Detection], root: Path) -> dict[str, float]:
         boxes.append({"image_id": image_id, "category_id": d.category_id, "score": d.score,
                       "bbox": d.bbox})
         masks.append({"image_id": image_id, "category_id": d.category_id, "score": d.score,
-                      "segmentation": _bytes_rle(d.segmentation)})
+                      "segmentation": rle_masks.pycoco_rle(d.segmentation)})
     metrics = {f"mask_{k}": v for k, v in _coco_ap(gt, masks, "segm").items()}
     metrics.update({f"box_{k}": v for k, v in _coco_ap(gt, boxes, "bbox").items()})
     metrics["num_detections"] = float(len(detections))

@@ -32,7 +32,7 @@ def to_rle(mask) -> dict:
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def _pycoco(rle: dict) -> dict:
+def pycoco_rle(rle: dict) -> dict:
     # pycocotools' C API wants bytes counts; our stored form has str counts.
     counts = rle["counts"]
     return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
@@ -42,27 +42,27 @@ def decode(rle: dict | None, height: int, width: int) -> np.ndarray:
     """Bool (height, width) array; None (object absent in this frame) decodes to all False."""
     if rle is None:
         return np.zeros((height, width), dtype=bool)
-    return mask_util.decode(_pycoco(to_rle(rle))).astype(bool)
+    return mask_util.decode(pycoco_rle(to_rle(rle))).astype(bool)
 
 
 def area(rle: dict) -> float:
-    return float(mask_util.area(_pycoco(rle)))
+    return float(mask_util.area(pycoco_rle(rle)))
 
 
 def bbox(rle: dict) -> list[float]:
     """Absolute-pixel [x, y, w, h] of the mask (zeros for an empty mask)."""
-    return [float(v) for v in mask_util.toBbox(_pycoco(rle))]
+    return [float(v) for v in mask_util.toBbox(pycoco_rle(rle))]
 
 
 def intersection_area(a: dict, b: dict) -> float:
-    return float(mask_util.area(mask_util.merge([_pycoco(a), _pycoco(b)], intersect=True)))
+    return float(mask_util.area(mask_util.merge([pycoco_rle(a), pycoco_rle(b)], intersect=True)))
 
 
 def iou_matrix(rows: list[dict], cols: list[dict]) -> np.ndarray:
     """Mask IoU of every row RLE against every column RLE, shape (len(rows), len(cols))."""
     if not rows or not cols:
         return np.zeros((len(rows), len(cols)))
-    ious = mask_util.iou([_pycoco(r) for r in rows], [_pycoco(c) for c in cols], [0] * len(cols))
+    ious = mask_util.iou([pycoco_rle(r) for r in rows], [pycoco_rle(c) for c in cols], [0] * len(cols))
     return np.asarray(ious, dtype=float).reshape(len(rows), len(cols))
 
 
