@@ -1,7 +1,17 @@
-"""Checkpoint names inside a job's run directory: the contract between the trainer (which
-writes them), the worker (which registers them) and the API (which serves them and resolves
-`{"job_id": N, "checkpoint": "latest"}`). Free of torch, so the worker and the API can
-import it."""
+"""The run directory: every file a job's programs write and the service reads.
+
+One job, one directory, ``RUNS_ROOT/job-<id>`` (derived from the id, never stored)::
+
+    job.json              the resolved spec the worker hands the program (envelope)
+    metrics.jsonl         one flushed JSON object per line, rank 0 only
+    evaluation.json       base and final validation metrics of a training job
+    results.json          an evaluation job's scores
+    predictions.json      an evaluation job's masklets / per-prediction records
+    logs/attempt-N.log    stdout + stderr of attempt N
+    checkpoints/step_NNNNNNN.pt
+
+Writers (trainer, evaluator, worker) and readers (worker, API) import these names from
+here only. Free of torch, so the worker and the API can import it."""
 from __future__ import annotations
 
 import json
@@ -9,9 +19,25 @@ import os
 import re
 from pathlib import Path
 
+JOB_FILE = "job.json"
+METRICS_FILE = "metrics.jsonl"
+EVALUATION_FILE = "evaluation.json"
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.json"
+LOG_DIR = "logs"
+TENSORBOARD_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_(\d{7})\.pt$")
 LATEST = "latest"
+
+
+def job_dir(runs_root: str | os.PathLike, job_id: int) -> Path:
+    """A job's run directory: derived from its id, so nothing needs to store it."""
+    return Path(runs_root) / f"job-{int(job_id)}"
+
+
+def log_path(run_dir: str | os.PathLike, attempt: int) -> Path:
+    return Path(run_dir) / LOG_DIR / f"attempt-{int(attempt)}.log"
 
 
 def checkpoint_name(step: int) -> str:
