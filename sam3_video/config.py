@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -210,3 +210,62 @@ def weights_path(path: str, field: str) -> Path:
     """Initial weights: under $DATA_ROOT, or a previous job's checkpoint under $RUNS_ROOT."""
     return resolve_under(path, field, {DATA_ROOT_ENV: os.environ.get(DATA_ROOT_ENV),
                                        RUNS_ROOT_ENV: os.environ.get(RUNS_ROOT_ENV)})
+
+
+# ---------------------------------------------------------------- the one spec resolver
+
+def dataset_fields(cfg: TrainConfig | EvalConfig) -> dict[str, str]:
+    """Config field -> dataset path as written, for every dataset the config names."""
+    data = cfg.data
+    if isinstance(cfg, TrainConfig):
+        return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
+    return {"data.dataset": data.dataset}
+
+
+CheckpointLookup = Callable[[int, str], Path]
+"""(job_id, checkpoint name) -> that job's checkpoint file; raises ConfigError naming
+model.init.* when the job is not the caller's, or has no such checkpoint."""
+
+
+def resolve_paths(cfg: TrainConfig | EvalConfig, *, data_root: str | os.PathLike,
+                  checkpoint_of: CheckpointLookup | None = None) -> TrainConfig | EvalConfig:
+    """A copy of `cfg` whose every path is absolute: datasets and a user-written
+    model.init.path under DATA_ROOT only (a user never names a file under RUNS_ROOT);
+    model.init.job_id becomes that job's checkpoint through `checkpoint_of`, which owns
+    the owner check. The stored spec stays as the user sent it; this runs where the paths
+    are used (API validation, the worker writing job.json). Raises one ConfigError listing
+    every problem, each naming its field."""
+    resolved = cfg.model_copy(deep=True)
+    roots = {DATA_ROOT_ENV: str(data_root)}
+    problems: list[str] = []
+
+    def attempt(fn, *args):
+        try:
+            return fn(*args)
+        except ConfigError as err:
+            problems.extend(err.problems)
+            return None
+
+    for field, rel in dataset_fields(cfg).items():
+        path = attempt(resolve_under, rel, field, roots)
+        if path is not None:
+            section, name = field.split(".")
+            setattr(resolved.data, name, str(path))
+    init = resolved.model.init
+    if init is not None:
+        if init.job_id is not None and init.path is not None:
+            problems.append("model.init: give path or job_id, not both")
+        elif init.job_id is not None:
+            if checkpoint_of is None:
+                problems.append("model.init.job_id: previous jobs are resolved by the service")
+            else:
+                path = attempt(checkpoint_of, init.job_id, init.checkpoint)
+                if path is not None:
+                    init.path = str(path)
+        elif init.path is not None:
+            path = attempt(resolve_under, init.path, "model.init.path", roots)
+            if path is not None:
+                init.path = str(path)
+    if problems:
+        raise ConfigError(problems)
+    return resolved

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sam3_video.config import ConfigError, EvalConfig, TrainConfig, data_path, weights_path
-
-
-def dataset_fields(cfg: TrainConfig | EvalConfig) -> dict[str, str]:
-    """Config field -> dataset path, for every dataset the config names."""
-    data = cfg.data
-    if isinstance(cfg, TrainConfig):
-        return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
-    return {"data.dataset": data.dataset}
+from sam3_video.config import (ConfigError, EvalConfig, TrainConfig, data_path,
+                               dataset_fields, weights_path)
 
 
 def dataset_problems(field: str, root: Path, min_frames: int | None = None) -> list[str]:
