@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,6 +24,20 @@ class ConfigError(ValueError):
         super().__init__("; ".join(problems))
 
 
+# Upper bounds no real job needs to exceed: each caps what one job can cost a worker
+# (CPU, memory, disk, retries) and keeps integers inside a 32-bit database column.
+MAX_ID = 2**31 - 1
+MAX_STEPS = 10_000_000           # 10 M optimiser steps: months of GPU time
+MAX_GRAD_ACCUM = 1024
+MAX_BATCH = 256                  # clips per GPU per step
+MAX_LOADER_WORKERS = 64          # DataLoader processes per rank
+MAX_IMAGE_SIZE = 2016            # 2 x sam3's 1008 px
+MAX_STRIDE = 64                  # frames skipped between sampled frames
+MAX_KEEP_LAST = 100              # checkpoints kept per job
+MAX_SEED = 2**32 - 1             # numpy's seed range
+MAX_EVAL_FRAMES = 100_000
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -37,7 +51,7 @@ class WeightsRef(Strict):
     """
 
     path: str | None = None
-    job_id: int | None = Field(default=None, ge=1)
+    job_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     checkpoint: str = Field(default="latest", description="checkpoint name of job_id, or 'latest'")
 
 
@@ -56,12 +70,13 @@ class DataConfig(Strict):
     train: str = Field(description="training dataset directory, relative to DATA_ROOT")
     val: str | None = Field(default=None, description="held-out dataset directory for evaluation")
     frames_per_clip: int = Field(default=4, ge=1, le=64)
-    frame_stride_min: int = Field(default=1, ge=1)
-    frame_stride_max: int = Field(default=1, ge=1)
+    frame_stride_min: int = Field(default=1, ge=1, le=MAX_STRIDE)
+    frame_stride_max: int = Field(default=1, ge=1, le=MAX_STRIDE)
     random_reverse_time: bool = False
-    image_size: int | None = Field(default=None, ge=14, description="None: the preset's size")
-    batch_size_per_gpu: int = Field(default=1, ge=1)
-    num_workers: int = Field(default=0, ge=0)
+    image_size: int | None = Field(default=None, ge=14, le=MAX_IMAGE_SIZE,
+                                   description="None: the preset's size")
+    batch_size_per_gpu: int = Field(default=1, ge=1, le=MAX_BATCH)
+    num_workers: int = Field(default=0, ge=0, le=MAX_LOADER_WORKERS)
 
     @model_validator(mode="after")
     def _stride_range(self):
@@ -73,15 +88,15 @@ class DataConfig(Strict):
 
 
 class OptimConfig(Strict):
-    lr: float = Field(default=1e-4, gt=0)
-    weight_decay: float = Field(default=0.05, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr: float = Field(default=1e-4, gt=0, le=1)
+    weight_decay: float = Field(default=0.05, ge=0, le=10)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     layer_decay: float | None = Field(default=None, gt=0, le=1, description="ViT layer-wise lr decay")
 
 
 class ScheduleConfig(Strict):
     name: Literal["cosine", "inverse_sqrt", "constant"] = "cosine"
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, le=MAX_STEPS)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
 
 
@@ -91,12 +106,12 @@ class TrackConfig(Strict):
     prob_mask: float = Field(default=0.5, ge=0, le=1)
     prob_box: float = Field(default=0.25, ge=0, le=1)
     prob_click: float = Field(default=0.25, ge=0, le=1)
-    correction_clicks: int = Field(default=7, ge=0)
-    max_correction_frames: int = Field(default=2, ge=0)
-    max_objects: int = Field(default=3, ge=1)
+    correction_clicks: int = Field(default=7, ge=0, le=32)
+    max_correction_frames: int = Field(default=2, ge=0, le=64)
+    max_objects: int = Field(default=3, ge=1, le=64)
     train_backbone_neck: bool = True
     train_trunk: bool = Field(default=False, description="also train the shared ViT trunk")
-    max_cond_frames: int = Field(default=2, ge=1, description="frame 0 plus up to N-1 random prompted frames")
+    max_cond_frames: int = Field(default=2, ge=1, le=64, description="frame 0 plus up to N-1 random prompted frames")
     prob_correction_from_gt: float = Field(default=0.1, ge=0, le=1)
     num_maskmem: int = Field(default=7, ge=1, le=16, description="memory frames (1 prompt + N-1 recent)")
 
@@ -115,23 +130,24 @@ class TrainConfig(Strict):
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     track: TrackConfig = TrackConfig()
-    max_steps: int = Field(ge=1)
-    grad_accum_steps: int = Field(default=1, ge=1)
-    grad_clip: float | None = Field(default=0.1, gt=0)
+    max_steps: int = Field(ge=1, le=MAX_STEPS)
+    grad_accum_steps: int = Field(default=1, ge=1, le=MAX_GRAD_ACCUM)
+    grad_clip: float | None = Field(default=0.1, gt=0, le=1e6)
     amp: Literal["auto", "bf16", "fp16", "off"] = Field(
         default="auto", description="auto: bf16 on CUDA, off on CPU")
-    checkpoint_every: int = Field(default=100, ge=1)
-    keep_last: int = Field(default=3, ge=1)
-    eval_every: int | None = Field(default=None, ge=1)
-    log_every: int = Field(default=1, ge=1)
-    seed: int = 0
+    checkpoint_every: int = Field(default=100, ge=1, le=MAX_STEPS)
+    keep_last: int = Field(default=3, ge=1, le=MAX_KEEP_LAST)
+    eval_every: int | None = Field(default=None, ge=1, le=MAX_STEPS)
+    log_every: int = Field(default=1, ge=1, le=MAX_STEPS)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     gpus: int = Field(default=1, ge=0, le=64, description="0 runs on CPU processes")
 
 
 class EvalDataConfig(Strict):
     dataset: str = Field(description="dataset directory with ground truth, relative to DATA_ROOT")
-    frames_per_clip: int | None = Field(default=None, ge=1, description="None: every frame")
-    image_size: int | None = Field(default=None, ge=14)
+    frames_per_clip: int | None = Field(default=None, ge=1, le=MAX_EVAL_FRAMES,
+                                        description="None: every frame")
+    image_size: int | None = Field(default=None, ge=14, le=MAX_IMAGE_SIZE)
 
 
 class EvalConfig(Strict):
@@ -139,7 +155,7 @@ class EvalConfig(Strict):
     model: ModelConfig = ModelConfig()
     data: EvalDataConfig
     score_threshold: float = Field(default=0.5, ge=0, le=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     gpus: int = Field(default=1, ge=0, le=64)
 
 
