@@ -19,6 +19,28 @@ STATE_PATHS = {
 }
 READ_ONLY_PATHS = ["/srv/sam3v/data", "/srv/sam3v/data/weights"]
 
+# What docker-compose 1.29 (Debian's `docker-compose` package) reads. It validates every file
+# against its own, older copy of the Compose Specification, with additionalProperties false,
+# so a key that only Compose v2 knows (top-level `name`, env_file entries with `required`,
+# healthcheck `start_interval`, long-syntax port `host_ip`, ...) stops it with an error.
+V1_TOP_LEVEL_KEYS = {"version", "services", "volumes", "networks", "secrets", "configs"}
+V1_SERVICE_KEYS = {
+    "blkio_config", "build", "cap_add", "cap_drop", "cgroup_parent", "command", "configs",
+    "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period",
+    "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "credential_spec", "depends_on", "deploy",
+    "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname", "entrypoint",
+    "env_file", "environment", "expose", "extends", "external_links", "extra_hosts", "group_add",
+    "healthcheck", "hostname", "image", "init", "ipc", "isolation", "labels", "links", "logging",
+    "mac_address", "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit",
+    "network_mode", "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit",
+    "platform", "ports", "privileged", "profiles", "pull_policy", "read_only", "restart",
+    "runtime", "scale", "secrets", "security_opt", "shm_size", "stdin_open",
+    "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty", "ulimits",
+    "user", "userns_mode", "volumes", "volumes_from", "working_dir"}
+V1_HEALTHCHECK_KEYS = {"disable", "interval", "retries", "start_period", "test", "timeout"}
+V1_PORT_KEYS = {"mode", "target", "published", "protocol"}
+V1_LIMIT_KEYS = {"cpus", "memory"}
+
 
 def compose_schema() -> dict:
     """The Compose Specification JSON schema, as vendored by the check-jsonschema package."""
@@ -172,6 +194,31 @@ def shutdown_problems(compose: dict) -> list[str]:
     return problems
 
 
+def compose_v1_problems(compose: dict) -> list[str]:
+    """Keys docker-compose 1.29 would refuse (see V1_SERVICE_KEYS); Compose v2 reads all of
+    these too, so a file that passes works with both."""
+    problems = [f"top-level key {key!r} is Compose v2 only" for key in compose
+                if key not in V1_TOP_LEVEL_KEYS and not key.startswith("x-")]
+    for name, svc in compose.get("services", {}).items():
+        problems += [f"{name}: key {key!r} is Compose v2 only" for key in svc
+                     if key not in V1_SERVICE_KEYS and not key.startswith("x-")]
+        env_file = svc.get("env_file", [])
+        for entry in [env_file] if isinstance(env_file, str) else env_file:
+            if not isinstance(entry, str):
+                problems.append(f"{name}: env_file entry {entry!r} must be a plain path "
+                                "(path/required is Compose v2.24+ only)")
+        problems += [f"{name}: healthcheck key {key!r} is Compose v2 only"
+                     for key in svc.get("healthcheck", {}) if key not in V1_HEALTHCHECK_KEYS]
+        for port in svc.get("ports", []):
+            if isinstance(port, dict):
+                problems += [f"{name}: port key {key!r} is Compose v2 only (use the short syntax)"
+                             for key in port if key not in V1_PORT_KEYS]
+        limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
+        problems += [f"{name}: deploy.resources.limits.{key} is Compose v2 only"
+                     for key in limits if key not in V1_LIMIT_KEYS]
+    return problems
+
+
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against `env` (default: empty),
     leaving $$ escapes alone. Raises ValueError for a required variable that is unset."""
@@ -212,4 +259,4 @@ def parse_duration(text: str | int) -> float:
 
 
 ALL_RULES = [schema_problems, gpu_problems, queue_problems, health_and_restart_problems,
-             volume_problems, shutdown_problems]
+             volume_problems, shutdown_problems, compose_v1_problems]
