@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from importlib import resources
 
 RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
@@ -219,6 +220,117 @@ def compose_v1_problems(compose: dict) -> list[str]:
     return problems
 
 
+# A secret, by the name of the variable that holds it (POSTGRES_PASSWORD, REDISCLI_AUTH,
+# FLOWER_BASIC_AUTH, SAM3V_REDIS_PASSWORD, ...).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|(?:^|_)AUTH$")
+# Options that take a secret on the command line (redis-server, redis-cli, flower, ...).
+SECRET_FLAGS = {"--requirepass", "--masterauth", "-a", "--pass", "--password", "--basic-auth",
+                "--basic_auth", "--auth"}
+URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:[^\s/@]+@")
+# ${VAR} / $VAR that compose substitutes (a $$ is compose's escape for a literal $), and the
+# $$VAR that reaches the shell as $VAR.
+COMPOSE_REF = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+SHELL_REF = re.compile(r"\$\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+# Shell builtins and keywords: their words are never a process's argv.
+ARGV_FREE = {"case", "[", "test", "echo", "printf", "export", "unset", ":"}
+SHELL_PREFIX_WORDS = {"if", "then", "elif", "else", "while", "until", "do", "!", "{", "("}
+SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash"}
+
+
+def commands(service: dict) -> list[tuple[str, str, list[str] | str]]:
+    """(where, kind, value) for command, entrypoint and healthcheck test: kind "argv" with
+    the argument list compose execs, or "shell" with the script a shell runs."""
+    out = []
+    for where in ("command", "entrypoint"):
+        value = service.get(where)
+        if isinstance(value, str):
+            value = shlex.split(value)   # compose splits a string command; no shell runs it
+        if not value:
+            continue
+        if value[0] in SHELLS and len(value) > 2 and value[1] == "-c":
+            out.append((where, "shell", value[2]))
+        else:
+            out.append((where, "argv", [str(v) for v in value]))
+    test = service.get("healthcheck", {}).get("test")
+    if isinstance(test, str):
+        out.append(("healthcheck", "shell", test))
+    elif test and test[0] == "CMD-SHELL":
+        out.append(("healthcheck", "shell", " ".join(test[1:])))
+    elif test and test[0] == "CMD":
+        out.append(("healthcheck", "argv", [str(v) for v in test[1:]]))
+    return out
+
+
+def shell_lines(script: str) -> list[str]:
+    """The script's lines that the shell parses as commands: continuations joined, here-doc
+    bodies (which a command reads on stdin) left out."""
+    lines, delimiter = [], None
+    for line in script.replace("\\\n", " ").splitlines():
+        if delimiter is not None:
+            if line.strip() == delimiter:
+                delimiter = None
+            continue
+        lines.append(line)
+        heredoc = re.search(r"<<-?\s*(['\"]?)(\w+)\1", line)
+        if heredoc:
+            delimiter = heredoc.group(2)
+    return lines
+
+
+def words(text: str) -> list[str]:
+    try:
+        return shlex.split(text, comments=True)
+    except ValueError:
+        return text.split()
+
+
+def argv_secret_problems(name: str, where: str, kind: str, value: list[str] | str) -> list[str]:
+    problems = []
+    text = value if kind == "shell" else " ".join(value)
+    for ref in COMPOSE_REF.findall(text):
+        if SECRET_NAME.search(ref):
+            problems.append(f"{name}: {where} has compose substitute ${{{ref}}}: the secret "
+                            "becomes part of the command line")
+    lines = shell_lines(value) if kind == "shell" else [shlex.join(value)]
+    argv_words = [w for line in lines for w in words(line)] if kind == "shell" else value
+    for flag in sorted(SECRET_FLAGS & {w.split("=")[0] for w in argv_words}):
+        problems.append(f"{name}: {where} passes a secret with {flag} on the command line")
+    if any(URL_WITH_PASSWORD.search(w) for w in argv_words):
+        problems.append(f"{name}: {where} has a URL with a password on the command line")
+    if kind == "shell":
+        for line in lines:
+            for simple in re.split(r"&&|\|\||[;|]", line):
+                refs = [r for r in SHELL_REF.findall(simple) if SECRET_NAME.search(r)]
+                first = [w for w in words(simple) if w not in SHELL_PREFIX_WORDS][:1]
+                if refs and first and first[0] not in ARGV_FREE:
+                    problems.append(f"{name}: {where} expands ${refs[0]} into the arguments of "
+                                    f"{first[0]!r} (visible in ps)")
+    return problems
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def secret_problems(compose: dict) -> list[str]:
+    """No secret on a command line (`ps`, `docker inspect` show it): no secret flag, no URL
+    with a password, no secret variable expanded into a process's arguments (a shell
+    builtin's words and a here-doc fed on stdin are fine). A secret in the environment
+    has no default (`change-me` would be a password every installation shares)."""
+    problems = []
+    for name, svc in compose["services"].items():
+        for where, kind, value in commands(svc):
+            problems += argv_secret_problems(name, where, kind, value)
+        for key, value in environment(svc).items():
+            if SECRET_NAME.search(key):
+                for var, default in re.findall(r"\$\{([A-Za-z0-9_]+):?-([^}]+)\}", value):
+                    problems.append(f"{name}: {key} defaults to {default!r} when {var} is unset")
+    return problems
+
+
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against `env` (default: empty),
     leaving $$ escapes alone. Raises ValueError for a required variable that is unset."""
@@ -259,4 +371,4 @@ def parse_duration(text: str | int) -> float:
 
 
 ALL_RULES = [schema_problems, gpu_problems, queue_problems, health_and_restart_problems,
-             volume_problems, shutdown_problems, compose_v1_problems]
+             volume_problems, shutdown_problems, compose_v1_problems, secret_problems]

@@ -3,7 +3,12 @@
 Each rule is also run on a deliberately broken copy, so a rule that can never fail fails here.
 """
 import copy
+import os
 import re
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -165,19 +170,38 @@ def test_env_example_documents_every_compose_variable(name):
 
 
 MULTIHOST_ENV = {
-    "SAM3V_DATABASE_URL": "postgresql+psycopg://sam3v:pw@api-host:5432/sam3v",
-    "SAM3V_BROKER_URL": "redis://:secret@api-host:6379/0", "SAM3V_REDIS_PASSWORD": "secret",
+    "SAM3V_DATABASE_URL": "postgresql+psycopg://sam3v:pg-S3cret@api-host:5432/sam3v",
+    "SAM3V_POSTGRES_PASSWORD": "pg-S3cret",
+    "SAM3V_BROKER_URL": "redis://:r3dis-S3cret@api-host:6379/0",
+    "SAM3V_REDIS_PASSWORD": "r3dis-S3cret",
+    "SAM3V_FLOWER_BASIC_AUTH": "admin:fl0wer-S3cret",
     "SAM3V_HOST_NAME": "gpuhost1", "SAM3V_NFS_SERVER": "nfs", "SAM3V_NFS_EXPORT": "/export/runs",
 }
+SECRET_VALUES = ["pg-S3cret", "r3dis-S3cret", "fl0wer-S3cret"]
+
+
+def load(name: str, env: dict[str, str]) -> dict:
+    """A compose file with ${...} substituted from `env`, as compose reads it."""
+    return yaml.safe_load(rules.interpolate((ROOT / name).read_text(), env))
+
+
+def multihost(env: dict[str, str] = MULTIHOST_ENV) -> dict:
+    return rules.merge(load("docker-compose.yml", env), load("deploy/compose.multihost.yml", env))
+
+
+def without(name: str) -> dict[str, str]:
+    return {k: v for k, v in MULTIHOST_ENV.items() if k != name}
+
+
+def as_run(text: str) -> str:
+    """What the container gets: compose's $$ escape is a literal $."""
+    return text.replace("$$", "$")
 
 
 def test_multihost_override_keeps_every_rule():
     """docker-compose.yml + deploy/compose.multihost.yml, as compose would merge them with
     a .env holding MULTIHOST_ENV."""
-    def load(name):
-        return yaml.safe_load(rules.interpolate((ROOT / name).read_text(), MULTIHOST_ENV))
-
-    merged = rules.merge(load("docker-compose.yml"), load("deploy/compose.multihost.yml"))
+    merged = multihost()
     for rule in rules.ALL_RULES:
         assert rule(merged) == [], rule.__name__
     for name in ("api", "worker-gpu0", "worker-gpu1"):
@@ -198,3 +222,143 @@ def test_dockerfile_keeps_the_base_image_torch():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert re.search(r"^FROM \$\{BASE_IMAGE\}", dockerfile, flags=re.M)
     assert "pip install -c /tmp/keep-torch.txt" in dockerfile
+
+
+# --- Row 10: secrets are required, and on no command line -----------------------------------
+
+def test_row10_multihost_requires_postgres_password():
+    with pytest.raises(ValueError, match="SAM3V_POSTGRES_PASSWORD"):
+        multihost(without("SAM3V_POSTGRES_PASSWORD"))
+    assert multihost()["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pg-S3cret"
+    # Single host: no shared default password; unset, the postgres image refuses to initialise.
+    postgres = load_raw("docker-compose.yml")["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == "${SAM3V_POSTGRES_PASSWORD:-}"
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in (ROOT / "deploy" / "compose.multihost.yml").read_text()
+
+
+def test_row10_multihost_requires_redis_password():
+    with pytest.raises(ValueError, match="SAM3V_REDIS_PASSWORD"):
+        multihost(without("SAM3V_REDIS_PASSWORD"))
+    assert multihost()["services"]["redis"]["environment"]["REDISCLI_AUTH"] == "r3dis-S3cret"
+
+
+def test_row10_flower_requires_basic_auth():
+    with pytest.raises(ValueError, match="SAM3V_FLOWER_BASIC_AUTH"):
+        multihost(without("SAM3V_FLOWER_BASIC_AUTH"))
+    flower = multihost()["services"]["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == "admin:fl0wer-S3cret"
+    # The broker (with the Redis password) comes from the environment as well.
+    assert flower["environment"]["CELERY_BROKER_URL"] == MULTIHOST_ENV["SAM3V_BROKER_URL"]
+    single = load_raw("docker-compose.yml")["services"]["flower"]
+    assert single["environment"]["FLOWER_BASIC_AUTH"] == "${SAM3V_FLOWER_BASIC_AUTH:-}"
+
+
+@pytest.fixture
+def fake_bin(tmp_path):
+    """A PATH directory whose celery and docker-entrypoint.sh stand in for the images' own."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "celery").write_text('#!/bin/sh\necho "celery $*"\n')
+    (bin_dir / "docker-entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    return bin_dir
+
+
+def run_script(script: str, env: dict[str, str], bin_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", as_run(script)], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{bin_dir}:{os.environ['PATH']}", **env})
+
+
+def test_row10_flower_refuses_to_start_without_basic_auth(fake_bin):
+    """Single host, where compose cannot require the variable (it would stop every
+    `docker compose up`, flower profile or not): the container refuses to start instead."""
+    command = load_raw("docker-compose.yml")["services"]["flower"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    for value in ["", "admin", ":pw", "admin:"]:
+        refused = run_script(command[2], {"FLOWER_BASIC_AUTH": value}, fake_bin)
+        assert refused.returncode == 1 and "SAM3V_FLOWER_BASIC_AUTH" in refused.stderr, value
+    started = run_script(command[2], {"FLOWER_BASIC_AUTH": "admin:fl0wer-S3cret"}, fake_bin)
+    assert started.returncode == 0
+    assert started.stdout.strip() == "celery flower --port=5555"   # no secret in its argv
+
+
+def test_row10_no_secret_on_a_command_line():
+    for compose in (load_raw("docker-compose.yml"), load_raw("deploy/compose.multihost.yml"),
+                    multihost()):
+        assert rules.secret_problems(compose) == []
+    for name, svc in multihost()["services"].items():
+        for where, _, value in rules.commands(svc):
+            text = value if isinstance(value, str) else " ".join(value)
+            assert not [s for s in SECRET_VALUES if s in text], (name, where)
+
+
+def test_row10_secret_on_a_command_line_is_caught():
+    """The definitions this replaced: --requirepass and redis-cli -a put the password in
+    `ps` and `docker inspect`; a default password is the same on every installation."""
+    old = {"services": {
+        "redis": {
+            "command": ["sh", "-c", 'exec redis-server --appendonly yes --requirepass "$$REDIS_PASSWORD"'],
+            "environment": {"REDIS_PASSWORD": "${SAM3V_REDIS_PASSWORD:?set it}"},
+            "healthcheck": {"test": ["CMD-SHELL", 'redis-cli -a "$$REDIS_PASSWORD" ping | grep -q PONG']}},
+        "flower": {"command": ["celery", "--broker=redis://:${SAM3V_REDIS_PASSWORD}@redis:6379/0",
+                               "flower", "--basic-auth=admin:pw"]},
+        "postgres": {"environment": {"POSTGRES_PASSWORD": "${SAM3V_POSTGRES_PASSWORD:-change-me}"}},
+    }}
+    assert rules.secret_problems(old) == [
+        "redis: command passes a secret with --requirepass on the command line",
+        "redis: command expands $REDIS_PASSWORD into the arguments of 'exec' (visible in ps)",
+        "redis: healthcheck passes a secret with -a on the command line",
+        "redis: healthcheck expands $REDIS_PASSWORD into the arguments of 'redis-cli' (visible in ps)",
+        "flower: command has compose substitute ${SAM3V_REDIS_PASSWORD}: the secret becomes part "
+        "of the command line",
+        "flower: command passes a secret with --basic-auth on the command line",
+        "flower: command has a URL with a password on the command line",
+        "postgres: POSTGRES_PASSWORD defaults to 'change-me' when SAM3V_POSTGRES_PASSWORD is unset"]
+
+
+def test_row10_redis_refuses_a_password_unsafe_in_urls(fake_bin):
+    script = multihost()["services"]["redis"]["command"][2]
+    for value in ["", "has space", "p@ss", "a:b", "x/y"]:
+        refused = run_script(script, {"REDISCLI_AUTH": value}, fake_bin)
+        assert refused.returncode == 1 and "SAM3V_REDIS_PASSWORD" in refused.stderr, value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not shutil.which("redis-server") or not shutil.which("redis-cli"),
+                    reason="needs redis-server and redis-cli")
+def test_row10_redis_takes_its_password_on_stdin(fake_bin, tmp_path):
+    """The multi-host redis command, run as the container runs it (docker-entrypoint.sh
+    only execs here): the server requires the password it read on stdin, the healthcheck
+    authenticates through REDISCLI_AUTH, and the password is in no process's arguments."""
+    redis = multihost()["services"]["redis"]
+    port = free_port()
+    script = redis["command"][2].replace("redis-server ", f"redis-server --port {port} ", 1)
+    env = {"PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    auth = {**env, "REDISCLI_AUTH": redis["environment"]["REDISCLI_AUTH"]}
+    server = subprocess.Popen(["sh", "-c", as_run(script)], cwd=tmp_path, env=auth,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli = ["redis-cli", "-p", str(port)]
+    try:
+        deadline = time.monotonic() + 20
+        while "NOAUTH" not in subprocess.run(cli + ["ping"], env=env, capture_output=True,
+                                             text=True).stdout:
+            assert server.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.1)
+        assert (Path("/proc") / str(server.pid) / "cmdline").read_bytes().find(b"S3cret") == -1
+        health = as_run(redis["healthcheck"]["test"][1]).replace("redis-cli", " ".join(cli))
+        assert subprocess.run(["sh", "-c", health], env=auth).returncode == 0
+        wrong = {**env, "REDISCLI_AUTH": "wrong"}
+        assert subprocess.run(["sh", "-c", health], env=wrong, capture_output=True).returncode != 0
+        policy = subprocess.run(cli + ["config", "get", "maxmemory-policy"], env=auth,
+                                capture_output=True, text=True).stdout.split()
+        assert policy == ["maxmemory-policy", "noeviction"]   # the options still apply
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
