@@ -12,8 +12,8 @@ from fastapi import HTTPException, Request
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from api import store
-from api.settings import Settings
+import jobstore
+from jobstore.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def _session_for(target) -> tuple[Session, bool]:
     """Accept a Session, an Engine or Settings; say whether we own the session."""
     if isinstance(target, Session):
         return target, False
-    engine = target if isinstance(target, Engine) else store.get_engine(target)
+    engine = target if isinstance(target, Engine) else jobstore.get_engine(target)
     return Session(engine, expire_on_commit=False), True
 
 
@@ -52,23 +52,23 @@ def create_token(session_or_settings: Session | Engine | Settings, user: str, ad
 
 
 def _add_token(session: Session, user: str, admin: bool, token: str) -> None:
-    row = session.scalars(select(store.User).where(store.User.name == user)).first()
+    row = session.scalars(select(jobstore.User).where(jobstore.User.name == user)).first()
     if row is None:
-        row = store.User(name=user, is_admin=admin, created_at=time.time())
+        row = jobstore.User(name=user, is_admin=admin, created_at=time.time())
         session.add(row)
         session.flush()
     elif admin and not row.is_admin:
         row.is_admin = True
-    session.add(store.Token(user_id=row.id, token_sha256=hash_token(token), created_at=time.time()))
+    session.add(jobstore.Token(user_id=row.id, token_sha256=hash_token(token), created_at=time.time()))
     session.flush()
 
 
 def lookup_token(engine: Engine, token: str) -> Caller | None:
     digest = hash_token(token)
-    with store.session_scope(engine, write=False) as s:
-        row = s.execute(select(store.Token.token_sha256, store.User)
-                        .join(store.User, store.User.id == store.Token.user_id)
-                        .where(store.Token.token_sha256 == digest)).first()
+    with jobstore.session_scope(engine, write=False) as s:
+        row = s.execute(select(jobstore.Token.token_sha256, jobstore.User)
+                        .join(jobstore.User, jobstore.User.id == jobstore.Token.user_id)
+                        .where(jobstore.Token.token_sha256 == digest)).first()
     if row is None or not hmac.compare_digest(row[0], digest):
         return None
     user = row[1]

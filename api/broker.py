@@ -11,8 +11,8 @@ from functools import lru_cache
 import redis
 from celery import Celery
 
-from api.queues import queue_name
-from api.settings import Settings
+from jobstore.queues import queue_name
+from jobstore.settings import Settings
 
 TASK_NAME = "sam3v.run_job"
 log = logging.getLogger(__name__)

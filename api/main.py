@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import store
+import jobstore
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, RequestTimer
 from api.openapi import install_openapi
 from api.routes import checkpoints, events, health, jobs, metrics
-from api.settings import Settings, get_settings
+from jobstore.settings import Settings, get_settings
 from api.telemetry import Telemetry
 
 
@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store.migrate(settings, engine=app.state.engine)
+        jobstore.migrate(settings, engine=app.state.engine)
         settings.runs_root.mkdir(parents=True, exist_ok=True)
         yield
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "metrics and checkpoints. Bearer token on every route except "
                               "/healthz, /readyz and the docs.")
     app.state.settings = settings
-    app.state.engine = store.get_engine(settings)
+    app.state.engine = jobstore.get_engine(settings)
     app.state.telemetry = Telemetry()
     install_error_handlers(app)
     install_openapi(app)

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from api.settings import Settings
+from jobstore.settings import Settings
 
 
 def _home_env(home: str) -> dict[str, str]:
@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--user: must not be empty")
     if args.home:
         os.environ.update(_home_env(args.home))
-    from api import store
+    import jobstore
     from api.auth import create_token
 
     settings = Settings()
-    store.migrate(settings)
+    jobstore.migrate(settings)
     print(create_token(settings, args.user.strip(), args.admin))
     return 0
 

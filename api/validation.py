@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from api import store
+import jobstore
 from api.auth import Caller
 from api.deps import MAX_ID
 from api.errors import ApiError
 from api.schemas import JobCreate
-from api.settings import Settings
+from jobstore.settings import Settings
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_under
 from sam3_video.data import validate_dataset
 from sam3_video.run_layout import LATEST, find_checkpoint
@@ -111,7 +111,7 @@ def _dataset_problems(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
 def _previous_checkpoint(problems: list, engine: Engine, caller: Caller, job_id: int,
                          name: str) -> Path | None:
     field = "config.model.init"
-    job = store.get_job(job_id, engine=engine) if job_id <= MAX_ID else None
+    job = jobstore.get_job(job_id, engine=engine) if job_id <= MAX_ID else None
     if job is None or not (caller.is_admin or job.owner_id == caller.id):
         problems.append(f"{field}.job_id: job {job_id} not found")
         return None

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import store
+import jobstore
 from api.schemas import AttemptOut, Failure, JobOut, MetricValue, Progress
 
 ETA_WINDOW = 20  # recent steps used for the rate
@@ -31,16 +31,16 @@ def links(job_id: int) -> dict[str, str]:
             "cancel": f"{base}/cancel", "retry": f"{base}/retry"}
 
 
-def eta_from_steps(session: Session, job: store.Job) -> float | None:
+def eta_from_steps(session: Session, job: jobstore.Job) -> float | None:
     """Seconds left, from the step rate of this attempt's recent training steps
     (the 'loss' series, read backwards along its primary-key index)."""
     if job.state != "running" or not job.max_steps:
         return None
     rows = session.execute(
-        select(store.Metric.step, store.Metric.time)
-        .where(store.Metric.job_id == job.id, store.Metric.name == ETA_METRIC,
-               store.Metric.attempt == job.attempt)
-        .order_by(store.Metric.step.desc()).limit(ETA_WINDOW)).all()
+        select(jobstore.Metric.step, jobstore.Metric.time)
+        .where(jobstore.Metric.job_id == job.id, jobstore.Metric.name == ETA_METRIC,
+               jobstore.Metric.attempt == job.attempt)
+        .order_by(jobstore.Metric.step.desc()).limit(ETA_WINDOW)).all()
     if len(rows) < 2:
         return job.eta_seconds
     (last_step, last_t), (first_step, first_t) = rows[0], rows[-1]
@@ -51,8 +51,8 @@ def eta_from_steps(session: Session, job: store.Job) -> float | None:
 
 
 def last_metrics(session: Session, job_id: int) -> dict[str, MetricValue]:
-    rows = session.scalars(select(store.MetricLatest).where(store.MetricLatest.job_id == job_id)
-                           .order_by(store.MetricLatest.name))
+    rows = session.scalars(select(jobstore.MetricLatest).where(jobstore.MetricLatest.job_id == job_id)
+                           .order_by(jobstore.MetricLatest.name))
     return {m.name: MetricValue(step=m.step, value=finite(m.value), time=m.time) for m in rows}
 
 
@@ -63,7 +63,7 @@ def _numbers(d) -> dict[str, float | None]:
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def evaluation(session: Session, job: store.Job) -> dict | None:
+def evaluation(session: Session, job: jobstore.Job) -> dict | None:
     """{"base", "final", "delta"} for a training job with validation metrics: from
     run_dir/evaluation.json when written, else from the first and last val/* metrics."""
     if job.kind != "train":
@@ -75,9 +75,9 @@ def evaluation(session: Session, job: store.Job) -> dict | None:
         base, final = _numbers(data.get("base")), _numbers(data.get("final"))
     except (OSError, ValueError, AttributeError):
         # A name range ('val0' follows 'val/') instead of LIKE, so the index is used.
-        rows = session.scalars(select(store.Metric).where(
-            store.Metric.job_id == job.id, store.Metric.name >= "val/", store.Metric.name < "val0")
-            .order_by(store.Metric.step)).all()
+        rows = session.scalars(select(jobstore.Metric).where(
+            jobstore.Metric.job_id == job.id, jobstore.Metric.name >= "val/", jobstore.Metric.name < "val0")
+            .order_by(jobstore.Metric.step)).all()
         if rows:
             first_step, last_step = rows[0].step, rows[-1].step
             base = {m.name: finite(m.value) for m in rows if m.step == first_step}
@@ -90,7 +90,7 @@ def evaluation(session: Session, job: store.Job) -> dict | None:
     return {"base": base, "final": final, "delta": delta}
 
 
-def job_out(job: store.Job, owner: str, session: Session | None = None) -> JobOut:
+def job_out(job: jobstore.Job, owner: str, session: Session | None = None) -> JobOut:
     """The job's JSON. With a session: the detail view (ETA, metrics, evaluation, attempts)."""
     eta = eta_from_steps(session, job) if session is not None else job.eta_seconds
     fraction = min(1.0, job.step / job.max_steps) if job.max_steps else None
@@ -113,19 +113,19 @@ def job_out(job: store.Job, owner: str, session: Session | None = None) -> JobOu
         out.attempts = [AttemptOut(number=a.number, worker_id=a.worker_id,
                                    started_at=iso(a.started_at), finished_at=iso(a.finished_at),
                                    outcome=a.outcome, reason=a.reason)
-                        for a in session.scalars(select(store.Attempt)
-                                                 .where(store.Attempt.job_id == job.id)
-                                                 .order_by(store.Attempt.number))]
+                        for a in session.scalars(select(jobstore.Attempt)
+                                                 .where(jobstore.Attempt.job_id == job.id)
+                                                 .order_by(jobstore.Attempt.number))]
     return out
 
 
 def owner_names(session: Session, owner_ids: set[int]) -> dict[int, str]:
     if not owner_ids:
         return {}
-    return dict(session.execute(select(store.User.id, store.User.name)
-                                .where(store.User.id.in_(owner_ids))).all())
+    return dict(session.execute(select(jobstore.User.id, jobstore.User.name)
+                                .where(jobstore.User.id.in_(owner_ids))).all())
 
 
-def job_detail(engine, job: store.Job) -> JobOut:
-    with store.session_scope(engine, write=False) as s:
+def job_detail(engine, job: jobstore.Job) -> JobOut:
+    with jobstore.session_scope(engine, write=False) as s:
         return job_out(job, owner_names(s, {job.owner_id}).get(job.owner_id, "?"), s)

@@ -65,7 +65,7 @@ def broker_url(redis_port: int) -> str:
 
 
 def settings_env(home: str | Path, redis_port: int | None = None) -> dict[str, str]:
-    """The SAM3V_* variables that point api.settings.Settings at `home`.
+    """The SAM3V_* variables that point jobstore.settings.Settings at `home`.
 
     The broker URL is included when the Redis port is known: given, or recorded in
     DIR/redis/port by a running `sam3v up`.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from api.settings import Settings
+from jobstore.settings import Settings
 from deploy import processes
 from deploy.home import DEFAULT_HOME, HomeLayout, settings_env
 from deploy.redis_server import (RedisNotFound, free_port, redis_argv, redis_server_binary,
@@ -108,11 +108,11 @@ class LocalStack:
 
     def prepare_database(self) -> None:
         """Migrate, hand interrupted jobs back to the queue, create the first admin token."""
-        from api import store
-        from api.settings import Settings
+        import jobstore
+        from jobstore.settings import Settings
 
         settings = Settings()
-        store.migrate(settings)
+        jobstore.migrate(settings)
         for line in requeue_interrupted_jobs(settings):
             log(line)
         if not self.layout.token.is_file():
@@ -216,20 +216,21 @@ def requeue_interrupted_jobs(settings) -> list[str]:
     hold a lease. Only this stack's worker could hold it, and it is not running yet, so
     every lease counts as expired now: hand the jobs back as worker/reaper.py does for
     expired leases, without waiting for them to run out."""
-    from api import broker, store
+    import jobstore
+    from api import broker
 
     lines = []
-    for job in store.expired_leases(now=math.inf):
+    for job in jobstore.expired_leases(now=math.inf):
         if job.state == "cancelling":
-            store.finish_job(job.id, job.attempt, "cancelled", "cancelled", "stopped while cancelling")
+            jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", "stopped while cancelling")
             lines.append(f"job {job.id}: cancelled (it was being cancelled when the stack stopped)")
         elif job.attempt >= job.max_attempts:
-            store.finish_job(job.id, job.attempt, "failed", "infrastructure",
+            jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure",
                              f"interrupted on attempt {job.attempt} of {job.max_attempts}")
             lines.append(f"job {job.id}: failed, no attempts left")
-        elif store.requeue_job(job.id, job.attempt, "the local stack was restarted"):
+        elif jobstore.requeue_job(job.id, job.attempt, "the local stack was restarted"):
             if broker.enqueue(settings, job.id, job.gpus):
-                store.mark_enqueued(job.id)
+                jobstore.mark_enqueued(job.id)
             lines.append(f"job {job.id}: interrupted, queued again (resumes from its latest checkpoint)")
     return lines
 

@@ -17,7 +17,7 @@ Modules, one job each:
     supervise   the loop: lease, ingest, cancel, shutdown
     reaper      return expired leases to the queue, re-send lost broker messages
 
-Environment (all read through `api.settings.Settings`, prefix SAM3V_):
+Environment (all read through `jobstore.settings.Settings`, prefix SAM3V_):
     SAM3V_BROKER_URL            redis://host:port/db carrying "please run job N"
     SAM3V_DATABASE_URL          the job store (source of truth for job state)
     SAM3V_DATA_ROOT, SAM3V_RUNS_ROOT (or DATA_ROOT, RUNS_ROOT)

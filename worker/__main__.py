@@ -2,7 +2,7 @@
 SAM3V_WORKER_GPUS ("" -> cpu, "0,1" -> gpu2), concurrency 1."""
 import sys
 
-from api.settings import get_settings
+from jobstore.settings import get_settings
 from worker.celery_app import app, worker_id, worker_queue
 
 

@@ -25,9 +25,9 @@ import socket
 
 from celery import Celery, bootsteps
 
-from api import store
-from api.queues import queue_name
-from api.settings import Settings, get_settings
+import jobstore
+from jobstore.queues import queue_name
+from jobstore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def make_app(settings: Settings) -> Celery:
 def enqueue(job_id: int, gpus: int) -> None:
     """Send "please run job N" to the queue for its GPU count, and note when."""
     app.send_task(TASK_NAME, args=[job_id], queue=queue_name(gpus))
-    store.mark_enqueued(job_id)
+    jobstore.mark_enqueued(job_id)
 
 
 class ShutdownAndReaper(bootsteps.StartStopStep):

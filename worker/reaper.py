@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import time
 
-from api import store
-from api.settings import get_settings
+import jobstore
+from jobstore.settings import get_settings
 from worker.celery_app import enqueue, reaper_interval_s
 
 log = logging.getLogger(__name__)
@@ -41,22 +41,22 @@ def reap_once() -> dict[str, int]:
 
 
 def _reap_expired(counts: dict[str, int]) -> None:
-    for job in store.expired_leases(time.time()):
+    for job in jobstore.expired_leases(time.time()):
         why = f"lease expired: worker {job.worker_id} stopped renewing on attempt {job.attempt}"
         if job.state == "cancelling":
-            if store.finish_job(job.id, job.attempt, "cancelled", "cancelled", why):
+            if jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", why):
                 counts["cancelled"] += 1
         elif job.attempt >= job.max_attempts:
             reason = f"attempt {job.attempt} of {job.max_attempts} failed: {why}"
-            if store.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
+            if jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
                 counts["failed"] += 1
-        elif store.requeue_job(job.id, job.attempt, why):
+        elif jobstore.requeue_job(job.id, job.attempt, why):
             enqueue(job.id, job.gpus)
             counts["requeued"] += 1
 
 
 def _resend_stale(counts: dict[str, int], older_than_s: float) -> None:
-    for job in store.stale_queued(older_than_s):
+    for job in jobstore.stale_queued(older_than_s):
         try:
             enqueue(job.id, job.gpus)
             counts["resent"] += 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from api import store
+import jobstore
 from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
 from worker.proctree import ProcessTree
 
@@ -34,16 +34,16 @@ class Outcome:
 
 def attempt_starts(job_id: int) -> list[tuple[float, int]]:
     """(started_at, number) of every attempt of the job, oldest first."""
-    with store.session_scope(store.get_engine(), write=False) as s:
-        rows = s.execute(select(store.Attempt.started_at, store.Attempt.number)
-                         .where(store.Attempt.job_id == job_id).order_by(store.Attempt.number))
+    with jobstore.session_scope(jobstore.get_engine(), write=False) as s:
+        rows = s.execute(select(jobstore.Attempt.started_at, jobstore.Attempt.number)
+                         .where(jobstore.Attempt.job_id == job_id).order_by(jobstore.Attempt.number))
         return [(float(t), int(n)) for t, n in rows]
 
 
 def registered_checkpoints(job_id: int) -> set[str]:
     """Names already in the store: an attempt does not hash an earlier one's files again."""
-    with store.session_scope(store.get_engine(), write=False) as s:
-        return set(s.scalars(select(store.Checkpoint.name).where(store.Checkpoint.job_id == job_id)))
+    with jobstore.session_scope(jobstore.get_engine(), write=False) as s:
+        return set(s.scalars(select(jobstore.Checkpoint.name).where(jobstore.Checkpoint.job_id == job_id)))
 
 
 class Supervisor:
@@ -94,7 +94,7 @@ class Supervisor:
     def renew(self) -> str | None:
         """Renew the lease; the reason to stop, if any."""
         try:
-            state = store.renew_lease(self.job_id, self.attempt, self.lease_seconds)
+            state = jobstore.renew_lease(self.job_id, self.attempt, self.lease_seconds)
         except Exception:  # a locked or unreachable database: try again next time
             log.exception("job %s: renewing the lease failed", self.job_id)
             # Stop before the lease runs out, or the reaper hands the job to another
@@ -124,11 +124,11 @@ class Supervisor:
             time.sleep(1.0)
 
     def ingest(self) -> bool:
-        """Move new metrics lines and checkpoint files into the job store."""
+        """Move new metrics lines and checkpoint files into the job jobstore."""
         try:
             self._ingest_metrics()
             for ckpt in self.checkpoints.new_files():
-                store.add_checkpoint(self.job_id, ckpt.name, ckpt.step, ckpt.size_bytes,
+                jobstore.add_checkpoint(self.job_id, ckpt.name, ckpt.step, ckpt.size_bytes,
                                      ckpt.sha256, str(ckpt.path))
             return True
         except Exception:  # the files stay; the next tick tries again
@@ -162,8 +162,8 @@ class Supervisor:
                 if attempt != writer:
                     break
                 batch.append(row)
-            store.add_metrics(self.job_id, writer, batch)
+            jobstore.add_metrics(self.job_id, writer, batch)
             del self.pending[:len(batch)]
         if records and self.last_step is not None:
-            store.record_progress(self.job_id, self.last_step, self.max_steps,
+            jobstore.record_progress(self.job_id, self.last_step, self.max_steps,
                                   self.rate.eta_seconds(self.max_steps))

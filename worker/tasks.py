@@ -15,8 +15,8 @@ from pathlib import Path
 
 from celery.signals import worker_process_init
 
-from api import store
-from api.settings import Settings, get_settings
+import jobstore
+from jobstore.settings import Settings, get_settings
 from sam3_video import exit_codes
 from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalConfig,
                                TrainConfig, parse_config, resolve_under)
@@ -41,7 +41,7 @@ LOG_TAIL_BYTES = 8000
 def _init_pool_process(**_):
     """In each forked pool process: a fresh DB connection pool (never share sockets or
     SQLite handles with the parent) and the shutdown signal handler."""
-    store.get_engine().dispose(close=False)
+    jobstore.get_engine().dispose(close=False)
     signal.signal(signal.SIGUSR2, lambda *_: STOP_REQUESTED.set())
 
 
@@ -54,7 +54,7 @@ def run(job_id: int, settings: Settings | None = None) -> str:
     """Run one attempt of the job if it is ours to run. Returns what happened, briefly."""
     settings = settings or get_settings()
     gpu_ids = worker_gpu_ids(settings)
-    job = store.get_job(job_id)
+    job = jobstore.get_job(job_id)
     if job is None:
         log.warning("job %s: no such job, message dropped", job_id)
         return "missing"
@@ -63,7 +63,7 @@ def run(job_id: int, settings: Settings | None = None) -> str:
             enqueue(job.id, job.gpus)
         log.warning("job %s wants %s GPUs, this worker has %s: re-sent", job_id, job.gpus, len(gpu_ids))
         return "misrouted"
-    claimed = store.claim_job(job_id, worker_id(settings), settings.lease_seconds)
+    claimed = jobstore.claim_job(job_id, worker_id(settings), settings.lease_seconds)
     if claimed is None:
         log.info("job %s is %s, not queued: duplicate delivery, nothing to do", job_id, job.state)
         return "not-queued"
@@ -75,12 +75,12 @@ def run(job_id: int, settings: Settings | None = None) -> str:
         return retry_or_fail(claimed, f"worker error: {err!r}")
 
 
-def run_attempt(job: store.Job, settings: Settings, gpu_ids: list[int]) -> str:
+def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> str:
     run_dir = Path(job.run_dir) if job.run_dir else settings.run_dir(job.id)
     try:
         config = resolved_config(job.kind, job.config, settings)
     except ConfigError as err:
-        store.finish_job(job.id, job.attempt, "failed", "config", str(err))
+        jobstore.finish_job(job.id, job.attempt, "failed", "config", str(err))
         return "failed:config"
     write_job_file(run_dir, job, config)
     env = launch.child_env(settings.data_root, settings.runs_root, gpu_ids)
@@ -131,7 +131,7 @@ def job_checkpoint(run_dir: Path, name: str, job_id: int) -> Path:
     return path
 
 
-def write_job_file(run_dir: Path, job: store.Job, config: TrainConfig | EvalConfig) -> Path:
+def write_job_file(run_dir: Path, job: jobstore.Job, config: TrainConfig | EvalConfig) -> Path:
     """RUN_DIR/job.json, written atomically (a half-written file is never read)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     envelope = {"kind": job.kind, "job_id": job.id, "attempt": job.attempt,
@@ -175,50 +175,50 @@ def last_lines(tail: str, n: int = 15) -> str:
     return "\n".join(lines[-n:])[-2000:]
 
 
-def finish(job: store.Job, outcome: Outcome, log_file: Path) -> str:
+def finish(job: jobstore.Job, outcome: Outcome, log_file: Path) -> str:
     if outcome.survivors:
         log.error("job %s: processes %s survived SIGKILL", job.id, outcome.survivors)
     if outcome.stopped_by == "lease_lost":
         return "lease-lost"  # another attempt owns the job now; nothing to record
     if outcome.stopped_by == "cancel":
-        store.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
+        jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
         return "cancelled"
     if outcome.stopped_by == "shutdown":
         return requeue(job, "the worker shut down; resumes from the latest checkpoint")
     tail = log_tail(log_file)
     code = trainer_exit_code(outcome.exit_code, tail)
     if code == 0:
-        store.finish_job(job.id, job.attempt, "succeeded", None, None)
+        jobstore.finish_job(job.id, job.attempt, "succeeded", None, None)
         return "succeeded"
     kind = classify(code, tail)
     reason = f"exit code {code}; end of {log_file.name}:\n{last_lines(tail)}"
     if kind in ("config", "oom"):  # retrying would fail the same way
-        store.finish_job(job.id, job.attempt, "failed", kind, reason)
+        jobstore.finish_job(job.id, job.attempt, "failed", kind, reason)
         return f"failed:{kind}"
     return retry_or_fail(job, reason)
 
 
-def retry_or_fail(job: store.Job, reason: str) -> str:
+def retry_or_fail(job: jobstore.Job, reason: str) -> str:
     """An infrastructure failure: another attempt while attempts remain, else failed."""
     if job.attempt < job.max_attempts:
         return requeue(job, reason)
     reason = f"attempt {job.attempt} of {job.max_attempts} failed: {reason}"
-    if store.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
+    if jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
         return "failed:infrastructure"
     return settle_cancel(job)
 
 
-def requeue(job: store.Job, reason: str) -> str:
-    if store.requeue_job(job.id, job.attempt, reason):
+def requeue(job: jobstore.Job, reason: str) -> str:
+    if jobstore.requeue_job(job.id, job.attempt, reason):
         enqueue(job.id, job.gpus)
         return "requeued"
     return settle_cancel(job)
 
 
-def settle_cancel(job: store.Job) -> str:
+def settle_cancel(job: jobstore.Job) -> str:
     """A transition was refused: if a cancel arrived meanwhile, confirm it."""
-    current = store.get_job(job.id)
+    current = jobstore.get_job(job.id)
     if current is not None and current.state == "cancelling" and current.attempt == job.attempt:
-        store.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
+        jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
         return "cancelled"
     return f"left:{current.state if current else 'missing'}"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api import store
+import jobstore
 from api.deps import visible_job
 from api.errors import ApiError, responses
 from api.schemas import CheckpointList, CheckpointOut
@@ -20,10 +20,10 @@ RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
 @router.get("", response_model=CheckpointList, responses=responses(401, 404, 422))
-def list_checkpoints(request: Request, job: store.Job = Depends(visible_job)) -> CheckpointList:
-    with store.session_scope(request.app.state.engine, write=False) as s:
-        rows = s.scalars(select(store.Checkpoint).where(store.Checkpoint.job_id == job.id)
-                         .order_by(store.Checkpoint.step)).all()
+def list_checkpoints(request: Request, job: jobstore.Job = Depends(visible_job)) -> CheckpointList:
+    with jobstore.session_scope(request.app.state.engine, write=False) as s:
+        rows = s.scalars(select(jobstore.Checkpoint).where(jobstore.Checkpoint.job_id == job.id)
+                         .order_by(jobstore.Checkpoint.step)).all()
     return CheckpointList(job_id=job.id, checkpoints=[
         CheckpointOut(name=c.name, step=c.step, size_bytes=c.size_bytes, sha256=c.sha256,
                       created_at=iso(c.created_at), available=Path(c.path).is_file(),
@@ -54,12 +54,12 @@ def check_range(header: str, size: int) -> None:
     200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
     206: {"content": {"application/octet-stream": {}}, "description": "the requested range"},
     **responses(401, 404, 416, 422)})
-def download_checkpoint(name: str, request: Request, job: store.Job = Depends(visible_job)):
+def download_checkpoint(name: str, request: Request, job: jobstore.Job = Depends(visible_job)):
     """The checkpoint file. Supports Range/If-Range; ETag and X-Checksum-Sha256 carry its sha256."""
     ckpt = None
     if CHECKPOINT_NAME.match(name):
-        with store.session_scope(request.app.state.engine, write=False) as s:
-            ckpt = s.get(store.Checkpoint, (job.id, name))
+        with jobstore.session_scope(request.app.state.engine, write=False) as s:
+            ckpt = s.get(jobstore.Checkpoint, (job.id, name))
     if ckpt is None:
         raise ApiError(404, f"checkpoint {name!r} of job {job.id} not found")
     path = Path(ckpt.path)

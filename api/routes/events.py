@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from api import store
+import jobstore
 from api.deps import visible_job
 from api.errors import ApiError, responses
 
@@ -20,17 +20,17 @@ router = APIRouter(prefix="/jobs/{job_id}", tags=["jobs"])
 BATCH = 500
 
 
-def _fetch(engine, job_id: int, after: int) -> tuple[list[store.JobEvent], str | None]:
+def _fetch(engine, job_id: int, after: int) -> tuple[list[jobstore.JobEvent], str | None]:
     """Events after `after` and the job's state, read in one snapshot."""
-    with store.session_scope(engine, write=False) as s:
-        state = s.scalar(select(store.Job.state).where(store.Job.id == job_id))
-        events = list(s.scalars(select(store.JobEvent)
-                                .where(store.JobEvent.job_id == job_id, store.JobEvent.id > after)
-                                .order_by(store.JobEvent.id).limit(BATCH)))
+    with jobstore.session_scope(engine, write=False) as s:
+        state = s.scalar(select(jobstore.Job.state).where(jobstore.Job.id == job_id))
+        events = list(s.scalars(select(jobstore.JobEvent)
+                                .where(jobstore.JobEvent.job_id == job_id, jobstore.JobEvent.id > after)
+                                .order_by(jobstore.JobEvent.id).limit(BATCH)))
     return events, state
 
 
-def _format(event: store.JobEvent) -> str:
+def _format(event: jobstore.JobEvent) -> str:
     data = {**event.data, "job_id": event.job_id, "time": event.created_at}
     return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(data)}\n\n"
 
@@ -44,7 +44,7 @@ async def _stream(request: Request, job_id: int, after: int):
             yield _format(event)
             after = event.id
         # The final state event is written with the state, so once finished and drained: done.
-        if state is None or (state in store.FINISHED_STATES and len(events) < BATCH):
+        if state is None or (state in jobstore.FINISHED_STATES and len(events) < BATCH):
             return
         if events:
             last_sent = time.monotonic()
@@ -61,7 +61,7 @@ async def _stream(request: Request, job_id: int, after: int):
     200: {"content": {"text/event-stream": {}},
           "description": "events: state, progress, metrics, checkpoint; ends when the job is finished"},
     **responses(400, 401, 404, 422)})
-def job_events(request: Request, job: store.Job = Depends(visible_job),
+def job_events(request: Request, job: jobstore.Job = Depends(visible_job),
                last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
                after: Annotated[int | None, Query(ge=0, le=2**62, description="like Last-Event-ID")] = None):
     """Server-Sent Events of this job, from after Last-Event-ID (or ?after=)."""

@@ -5,7 +5,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
-from api import broker, store
+import jobstore
+from api import broker
 from api.auth import current_caller
 from api.errors import error_response, responses
 from api.schemas import Health, Readiness
@@ -43,9 +44,9 @@ def readyz(request: Request):
 def prometheus(request: Request) -> Response:
     """Jobs by state, queue depth per served queue, request latencies."""
     telemetry = request.app.state.telemetry
-    with store.session_scope(request.app.state.engine, write=False) as s:
-        counts = dict(s.execute(select(store.Job.state, func.count()).group_by(store.Job.state)).all())
-    for state in store.JOB_STATES:
+    with jobstore.session_scope(request.app.state.engine, write=False) as s:
+        counts = dict(s.execute(select(jobstore.Job.state, func.count()).group_by(jobstore.Job.state)).all())
+    for state in jobstore.JOB_STATES:
         telemetry.jobs.labels(state).set(counts.get(state, 0))
     try:
         for queue, depth in broker.queue_depths(request.app.state.settings).items():

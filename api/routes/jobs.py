@@ -14,11 +14,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api import broker, store
+import jobstore
+from api import broker
 from api.auth import Caller, current_caller
 from api.deps import MAX_ID, visible_job
 from api.errors import ApiError, responses
-from api.queues import queue_name
+from jobstore.queues import queue_name
 from api.schemas import JobCreate, JobList, JobOut, JobState
 from api.validation import validate_job
 from api.views import job_detail, job_out, owner_names
@@ -34,14 +35,14 @@ def _body_sha256(body: JobCreate) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _replay(session, caller: Caller, key: str, body_hash: str) -> store.Job | None:
+def _replay(session, caller: Caller, key: str, body_hash: str) -> jobstore.Job | None:
     """The job an earlier request with this key created, or None; 409 if the body differs."""
-    row = session.get(store.IdempotencyKey, (caller.id, key))
+    row = session.get(jobstore.IdempotencyKey, (caller.id, key))
     if row is None:
         return None
     if row.body_sha256 != body_hash:
         raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different body")
-    return session.get(store.Job, row.job_id)
+    return session.get(jobstore.Job, row.job_id)
 
 
 @router.post("", status_code=201, response_model=JobOut,
@@ -54,7 +55,7 @@ def create_job(body: JobCreate, request: Request, response: Response,
     settings, engine = request.app.state.settings, request.app.state.engine
     body_hash = _body_sha256(body)
     if idempotency_key:
-        with store.session_scope(engine, write=False) as s:
+        with jobstore.session_scope(engine, write=False) as s:
             job = _replay(s, caller, idempotency_key, body_hash)
         if job is not None:
             return _replayed(response, engine, job)
@@ -62,17 +63,17 @@ def create_job(body: JobCreate, request: Request, response: Response,
 
     for try_number in range(2):
         try:
-            with store.session_scope(engine) as s:  # BEGIN IMMEDIATE: keyed POSTs serialise
+            with jobstore.session_scope(engine) as s:  # BEGIN IMMEDIATE: keyed POSTs serialise
                 earlier = _replay(s, caller, idempotency_key, body_hash) if idempotency_key else None
                 if earlier is not None:
                     break
-                job = store.create_job(
+                job = jobstore.create_job(
                     s, owner_id=caller.id, kind=body.kind, name=body.name,
                     config=config.model_dump(mode="json"), gpus=config.gpus,
                     queue=queue_name(config.gpus), priority=body.priority,
                     max_attempts=settings.max_attempts, runs_root=settings.runs_root)
                 if idempotency_key:
-                    s.add(store.IdempotencyKey(user_id=caller.id, key=idempotency_key,
+                    s.add(jobstore.IdempotencyKey(user_id=caller.id, key=idempotency_key,
                                                body_sha256=body_hash, job_id=job.id,
                                                created_at=time.time()))
             break
@@ -86,12 +87,12 @@ def create_job(body: JobCreate, request: Request, response: Response,
         return _replayed(response, engine, earlier)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
     if broker.enqueue(settings, job.id, job.gpus):
-        store.mark_enqueued(job.id, engine=engine)
+        jobstore.mark_enqueued(job.id, engine=engine)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, caller.name)
 
 
-def _replayed(response: Response, engine, job: store.Job) -> JobOut:
+def _replayed(response: Response, engine, job: jobstore.Job) -> JobOut:
     response.status_code = 200
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_detail(engine, job)
@@ -119,18 +120,18 @@ def list_jobs(request: Request, caller: Caller = Depends(current_caller),
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobList:
     """The caller's jobs (admins: everyone's), newest first, `limit` per page."""
-    query = select(store.Job).order_by(store.Job.id.desc()).limit(limit + 1)
+    query = select(jobstore.Job).order_by(jobstore.Job.id.desc()).limit(limit + 1)
     if not caller.is_admin:
-        query = query.where(store.Job.owner_id == caller.id)
+        query = query.where(jobstore.Job.owner_id == caller.id)
     if state:
-        query = query.where(store.Job.state == state)
+        query = query.where(jobstore.Job.state == state)
     if kind:
-        query = query.where(store.Job.kind == kind)
+        query = query.where(jobstore.Job.kind == kind)
     if name is not None:
-        query = query.where(store.Job.name == name)
+        query = query.where(jobstore.Job.name == name)
     if cursor:
-        query = query.where(store.Job.id < _decode_cursor(cursor))
-    with store.session_scope(request.app.state.engine, write=False) as s:
+        query = query.where(jobstore.Job.id < _decode_cursor(cursor))
+    with jobstore.session_scope(request.app.state.engine, write=False) as s:
         jobs = list(s.scalars(query))
         names = owner_names(s, {j.owner_id for j in jobs})
     page = jobs[:limit]
@@ -139,39 +140,39 @@ def list_jobs(request: Request, caller: Caller = Depends(current_caller),
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 422))
-def get_job(request: Request, job: store.Job = Depends(visible_job)) -> JobOut:
+def get_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
     """State, attempt, timestamps, progress and ETA, last metrics, failure reason, links."""
     return job_detail(request.app.state.engine, job)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 409, 422))
-def cancel_job(request: Request, job: store.Job = Depends(visible_job)) -> JobOut:
+def cancel_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
     """queued: cancelled at once; running: cancelling until the worker confirms. Idempotent."""
     engine = request.app.state.engine
     if job.state in ("succeeded", "failed"):
         raise ApiError(409, f"job {job.id} already {job.state}; nothing to cancel")
-    job = store.cancel_job(job.id, engine=engine) or job
+    job = jobstore.cancel_job(job.id, engine=engine) or job
     return job_detail(engine, job)
 
 
 @router.post("/{job_id}/retry", response_model=JobOut, responses=responses(401, 404, 409, 422))
-def retry_job(request: Request, job: store.Job = Depends(visible_job)) -> JobOut:
+def retry_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
     """failed/cancelled -> queued; the next attempt resumes from the latest checkpoint."""
     settings, engine = request.app.state.settings, request.app.state.engine
-    retried = store.retry_job(job.id, settings.max_attempts, engine=engine)
+    retried = jobstore.retry_job(job.id, settings.max_attempts, engine=engine)
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")
     if broker.enqueue(settings, retried.id, retried.gpus):
-        store.mark_enqueued(retried.id, engine=engine)
+        jobstore.mark_enqueued(retried.id, engine=engine)
     return job_detail(engine, retried)
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response,
                responses=responses(401, 404, 409, 422))
-def delete_job(request: Request, job: store.Job = Depends(visible_job)) -> Response:
+def delete_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Response:
     """Finished jobs only: removes the rows and the run directory."""
     settings, engine = request.app.state.settings, request.app.state.engine
-    deleted = store.delete_job(job.id, engine=engine)
+    deleted = jobstore.delete_job(job.id, engine=engine)
     if deleted is None:
         raise ApiError(409, f"job {job.id} is {job.state}; cancel it and wait until it is finished")
     run_dir = Path(deleted.run_dir).resolve()

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
-from api import store
+import jobstore
 from api.deps import visible_job
 from api.errors import ApiError, responses
 from api.schemas import LogChunk, MetricPoint, MetricSeries, MetricsOut
@@ -36,20 +36,20 @@ def downsample(points: list[Point], max_points: int) -> list[Point]:
 
 
 @router.get("/metrics", response_model=MetricsOut, responses=responses(401, 404, 422))
-def get_metrics(request: Request, job: store.Job = Depends(visible_job),
+def get_metrics(request: Request, job: jobstore.Job = Depends(visible_job),
                 names: Annotated[str | None, Query(max_length=2000, pattern=r"^[^\x00-\x1f]*$",
                                                     description="comma list; default all")] = None,
                 since_step: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                 max_points: Annotated[int, Query(ge=2, le=100_000)] = 1000) -> MetricsOut:
     """Time series per metric name from `since_step`, at most `max_points` per series."""
-    query = (select(store.Metric.name, store.Metric.step, store.Metric.value, store.Metric.time)
-             .where(store.Metric.job_id == job.id, store.Metric.step >= since_step)
-             .order_by(store.Metric.name, store.Metric.step))
+    query = (select(jobstore.Metric.name, jobstore.Metric.step, jobstore.Metric.value, jobstore.Metric.time)
+             .where(jobstore.Metric.job_id == job.id, jobstore.Metric.step >= since_step)
+             .order_by(jobstore.Metric.name, jobstore.Metric.step))
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else []
     if wanted:
-        query = query.where(store.Metric.name.in_(wanted))
+        query = query.where(jobstore.Metric.name.in_(wanted))
     series: dict[str, list[Point]] = {}
-    with store.session_scope(request.app.state.engine, write=False) as s:
+    with jobstore.session_scope(request.app.state.engine, write=False) as s:
         for name, step, value, t in s.execute(query):
             series.setdefault(name, []).append((step, finite(value), t))
     return MetricsOut(job_id=job.id, series=[
@@ -60,7 +60,7 @@ def get_metrics(request: Request, job: store.Job = Depends(visible_job),
 
 
 @router.get("/logs", response_model=LogChunk, responses=responses(401, 404, 416, 422))
-def get_logs(job: store.Job = Depends(visible_job),
+def get_logs(job: jobstore.Job = Depends(visible_job),
              attempt: Annotated[int | None, Query(ge=1, le=10_000, description="default: the current attempt")] = None,
              offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
              limit: Annotated[int, Query(ge=1, le=1024 * 1024)] = 64 * 1024) -> LogChunk:

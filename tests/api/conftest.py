@@ -11,10 +11,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api import store
+import jobstore
 from api.auth import create_token
 from api.main import create_app
-from api.settings import Settings
+from jobstore.settings import Settings
 from sam3_video.data import write_synthetic
 
 
@@ -77,7 +77,7 @@ def client(app):
 
 @pytest.fixture
 def engine(client, settings):
-    return store.get_engine(settings)
+    return jobstore.get_engine(settings)
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import sys
 
 from sqlalchemy import select
 
-from api import store
+import jobstore
 from api.auth import lookup_token
-from api.settings import Settings
+from jobstore.settings import Settings
 
 
 def test_tokens_are_stored_only_as_sha256(client, tokens, engine):
-    with store.session_scope(engine, write=False) as s:
-        stored = set(s.scalars(select(store.Token.token_sha256)))
+    with jobstore.session_scope(engine, write=False) as s:
+        stored = set(s.scalars(select(jobstore.Token.token_sha256)))
     assert stored == {hashlib.sha256(t.encode()).hexdigest() for t in tokens.values()}
     assert not any(t in stored for t in tokens.values())
     caller = lookup_token(engine, tokens["root"])
@@ -38,7 +38,7 @@ def test_cli_prints_only_a_working_token(tmp_path, redis_url):
     lines = out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("sam3v_")
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'sam3v.db'}", broker_url=redis_url)
-    caller = lookup_token(store.get_engine(settings), lines[0])
+    caller = lookup_token(jobstore.get_engine(settings), lines[0])
     assert caller.name == "carol" and caller.is_admin
     bad = subprocess.run([sys.executable, "-m", "api.tokens_cli", "create", "--home", str(home)],
                          env=env, capture_output=True, text=True)

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 
-from api import store
+import jobstore
 from api.routes.metrics import downsample
 
 
@@ -35,11 +35,11 @@ def test_downsample_keeps_spikes_and_bounds_points():
 
 def test_metrics_names_since_step_and_max_points(client, auth, make_job, engine):
     job = make_job()
-    store.claim_job(job["id"], "w", 60, engine=engine)
+    jobstore.claim_job(job["id"], "w", 60, engine=engine)
     rows = [("loss", s, 10.0 - s / 100, 1000.0 + s) for s in range(500)]
     rows += [("lr", s, 1e-4, 1000.0 + s) for s in range(500)]
     rows.append(("loss", 250, float("nan"), 1250.0))  # a re-trained step overwrites; NaN -> null
-    store.add_metrics(job["id"], 1, rows, engine=engine)
+    jobstore.add_metrics(job["id"], 1, rows, engine=engine)
     h = auth["alice"]
     body = client.get(f"/jobs/{job['id']}/metrics", headers=h).json()
     assert {s["name"]: s["total_points"] for s in body["series"]} == {"loss": 500, "lr": 500}
@@ -63,7 +63,7 @@ def test_logs_by_attempt_and_offset(client, auth, make_job, engine):
     h = auth["alice"]
     r = client.get(f"/jobs/{job['id']}/logs", headers=h)
     assert r.status_code == 404 and "no attempt" in r.json()["detail"]
-    claimed = store.claim_job(job["id"], "w", 60, engine=engine)
+    claimed = jobstore.claim_job(job["id"], "w", 60, engine=engine)
     assert client.get(f"/jobs/{job['id']}/logs", headers=h).json()["size"] == 0  # not written yet
     logs = os.path.join(claimed.run_dir, "logs")
     os.makedirs(logs)
@@ -82,14 +82,14 @@ def test_logs_by_attempt_and_offset(client, auth, make_job, engine):
 def test_events_stream_replays_and_resumes_with_last_event_id(client, auth, make_job, engine):
     job = make_job()
     jid, h = job["id"], auth["alice"]
-    store.claim_job(jid, "w", 60, engine=engine)
-    store.record_progress(jid, 3, 20, 5.0, engine=engine)
-    store.add_metrics(jid, 1, [("loss", 3, 0.5, time.time())], engine=engine)
+    jobstore.claim_job(jid, "w", 60, engine=engine)
+    jobstore.record_progress(jid, 3, 20, 5.0, engine=engine)
+    jobstore.add_metrics(jid, 1, [("loss", 3, 0.5, time.time())], engine=engine)
 
     def worker_finishes_later():
         time.sleep(0.3)
-        store.add_checkpoint(jid, "step_0000003.pt", 3, 10, "ab" * 32, "/nowhere", engine=engine)
-        store.finish_job(jid, 1, "succeeded", None, None, engine=engine)
+        jobstore.add_checkpoint(jid, "step_0000003.pt", 3, 10, "ab" * 32, "/nowhere", engine=engine)
+        jobstore.finish_job(jid, 1, "succeeded", None, None, engine=engine)
     threading.Thread(target=worker_finishes_later).start()
     # The stream stays open while the job runs and ends once it is finished.
     with client.stream("GET", f"/jobs/{jid}/events", headers=h) as r:
@@ -112,7 +112,7 @@ def test_events_stream_replays_and_resumes_with_last_event_id(client, auth, make
 def test_checkpoint_list_and_ranged_download(client, auth, make_job, engine):
     job = make_job()
     jid, h = job["id"], auth["alice"]
-    claimed = store.claim_job(jid, "w", 60, engine=engine)
+    claimed = jobstore.claim_job(jid, "w", 60, engine=engine)
     ckpt_dir = os.path.join(claimed.run_dir, "checkpoints")
     os.makedirs(ckpt_dir)
     payload = os.urandom(300_001)
@@ -120,8 +120,8 @@ def test_checkpoint_list_and_ranged_download(client, auth, make_job, engine):
     with open(path, "wb") as f:
         f.write(payload)
     digest = hashlib.sha256(payload).hexdigest()
-    store.add_checkpoint(jid, "step_0000005.pt", 5, len(payload), digest, path, engine=engine)
-    store.add_checkpoint(jid, "step_0000002.pt", 2, 7, "0" * 64, os.path.join(ckpt_dir, "step_0000002.pt"), engine=engine)
+    jobstore.add_checkpoint(jid, "step_0000005.pt", 5, len(payload), digest, path, engine=engine)
+    jobstore.add_checkpoint(jid, "step_0000002.pt", 2, 7, "0" * 64, os.path.join(ckpt_dir, "step_0000002.pt"), engine=engine)
     listing = client.get(f"/jobs/{jid}/checkpoints", headers=h).json()["checkpoints"]
     assert [(c["name"], c["step"], c["available"]) for c in listing] == [
         ("step_0000002.pt", 2, False), ("step_0000005.pt", 5, True)]

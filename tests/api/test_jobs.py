@@ -7,13 +7,13 @@ import threading
 import redis
 from sqlalchemy import func, select
 
-from api import store
+import jobstore
 from tests.api.conftest import train_body
 
 
 def _count_jobs(engine) -> int:
-    with store.session_scope(engine, write=False) as s:
-        return s.scalar(select(func.count()).select_from(store.Job))
+    with jobstore.session_scope(engine, write=False) as s:
+        return s.scalar(select(func.count()).select_from(jobstore.Job))
 
 
 def test_post_creates_queued_job_and_enqueues_to_cpu_queue(client, auth, settings, engine):
@@ -31,7 +31,7 @@ def test_post_creates_queued_job_and_enqueues_to_cpu_queue(client, auth, setting
     assert broker.llen("cpu") == 1
     message = broker.lindex("cpu", 0).decode()
     assert "sam3v.run_job" in message
-    row = store.get_job(job["id"], engine=engine)
+    row = jobstore.get_job(job["id"], engine=engine)
     assert row.run_dir == str(settings.runs_root / f"job-{job['id']}")
     assert row.enqueued_at >= row.created_at
 
@@ -107,12 +107,12 @@ def test_bad_inputs_are_clear_errors_and_store_nothing(client, auth, settings, e
 
 def test_get_job_detail_shows_progress_metrics_eta_and_failure(client, auth, make_job, engine):
     job = make_job()
-    claimed = store.claim_job(job["id"], "w1", 60, engine=engine)
+    claimed = jobstore.claim_job(job["id"], "w1", 60, engine=engine)
     assert claimed.attempt == 1
-    store.record_progress(job["id"], 10, 20, 99.0, engine=engine)
+    jobstore.record_progress(job["id"], 10, 20, 99.0, engine=engine)
     # Steps 1..10, one per second: ETA for the 10 steps left is ~10 s.
-    store.add_metrics(job["id"], 1, [("loss", s, 1.0 / s, 1000.0 + s) for s in range(1, 11)], engine=engine)
-    store.add_metrics(job["id"], 1, [("val/mAP", 0, 0.1, 1000.0), ("val/mAP", 10, 0.3, 1010.0)], engine=engine)
+    jobstore.add_metrics(job["id"], 1, [("loss", s, 1.0 / s, 1000.0 + s) for s in range(1, 11)], engine=engine)
+    jobstore.add_metrics(job["id"], 1, [("val/mAP", 0, 0.1, 1000.0), ("val/mAP", 10, 0.3, 1010.0)], engine=engine)
     body = client.get(f"/jobs/{job['id']}", headers=auth["alice"]).json()
     assert body["state"] == "running" and body["attempt"] == 1
     assert body["progress"]["step"] == 10 and body["progress"]["fraction"] == 0.5
@@ -123,7 +123,7 @@ def test_get_job_detail_shows_progress_metrics_eta_and_failure(client, auth, mak
     assert body["attempts"][0]["worker_id"] == "w1" and body["started_at"] is not None
     assert body["links"]["events"] == f"/jobs/{job['id']}/events"
 
-    assert store.finish_job(job["id"], 1, "failed", "oom", "CUDA out of memory", engine=engine)
+    assert jobstore.finish_job(job["id"], 1, "failed", "oom", "CUDA out of memory", engine=engine)
     body = client.get(f"/jobs/{job['id']}", headers=auth["alice"]).json()
     assert body["state"] == "failed" and body["failure"] == {"kind": "oom", "message": "CUDA out of memory"}
     assert body["progress"]["eta_seconds"] is None and body["finished_at"] is not None
@@ -131,7 +131,7 @@ def test_get_job_detail_shows_progress_metrics_eta_and_failure(client, auth, mak
 
 def test_evaluation_json_wins_over_metrics(client, auth, make_job, engine):
     job = make_job()
-    run_dir = store.get_job(job["id"], engine=engine).run_dir
+    run_dir = jobstore.get_job(job["id"], engine=engine).run_dir
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, "evaluation.json"), "w") as f:
         f.write('{"base": {"val/J&F": 0.25}, "final": {"val/J&F": 0.75, "val/extra": 1}}')
@@ -158,7 +158,7 @@ def test_users_see_only_their_jobs_admin_sees_all(client, auth, make_job):
 
 def test_list_filters_and_cursor_pagination(client, auth, make_job, engine):
     ids = [make_job(name=f"n{i % 2}")["id"] for i in range(5)]
-    store.cancel_job(ids[0], engine=engine)
+    jobstore.cancel_job(ids[0], engine=engine)
     h = auth["alice"]
     seen, cursor = [], None
     while True:
@@ -186,19 +186,19 @@ def test_cancel_queued_running_and_idempotent(client, auth, make_job, engine):
     assert r.json()["failure"]["kind"] == "cancelled"
     assert client.post(f"/jobs/{queued['id']}/cancel", headers=h).json()["state"] == "cancelled"
     # The worker can no longer claim it.
-    assert store.claim_job(queued["id"], "w", 60, engine=engine) is None
+    assert jobstore.claim_job(queued["id"], "w", 60, engine=engine) is None
 
     running = make_job()
-    store.claim_job(running["id"], "w", 60, engine=engine)
+    jobstore.claim_job(running["id"], "w", 60, engine=engine)
     assert client.post(f"/jobs/{running['id']}/cancel", headers=h).json()["state"] == "cancelling"
     assert client.post(f"/jobs/{running['id']}/cancel", headers=h).json()["state"] == "cancelling"
-    assert store.renew_lease(running["id"], 1, 60, engine=engine) == "cancelling"
-    assert store.finish_job(running["id"], 1, "cancelled", "cancelled", "stopped by user", engine=engine)
+    assert jobstore.renew_lease(running["id"], 1, 60, engine=engine) == "cancelling"
+    assert jobstore.finish_job(running["id"], 1, "cancelled", "cancelled", "stopped by user", engine=engine)
     assert client.get(f"/jobs/{running['id']}", headers=h).json()["state"] == "cancelled"
 
     done = make_job()
-    store.claim_job(done["id"], "w", 60, engine=engine)
-    store.finish_job(done["id"], 1, "succeeded", None, None, engine=engine)
+    jobstore.claim_job(done["id"], "w", 60, engine=engine)
+    jobstore.finish_job(done["id"], 1, "succeeded", None, None, engine=engine)
     r = client.post(f"/jobs/{done['id']}/cancel", headers=h)
     assert r.status_code == 409 and "already succeeded" in r.json()["detail"]
 
@@ -208,8 +208,8 @@ def test_retry_requeues_failed_job_keeping_run_dir(client, auth, make_job, engin
     job = make_job()
     r = client.post(f"/jobs/{job['id']}/retry", headers=h)
     assert r.status_code == 409 and "queued" in r.json()["detail"]
-    store.claim_job(job["id"], "w", 60, engine=engine)
-    store.finish_job(job["id"], 1, "failed", "infrastructure", "node died", engine=engine)
+    jobstore.claim_job(job["id"], "w", 60, engine=engine)
+    jobstore.finish_job(job["id"], 1, "failed", "infrastructure", "node died", engine=engine)
     broker = redis.Redis.from_url(settings.broker_url)
     broker.delete("cpu")
     r = client.post(f"/jobs/{job['id']}/retry", headers=h)
@@ -218,14 +218,14 @@ def test_retry_requeues_failed_job_keeping_run_dir(client, auth, make_job, engin
     assert body["state"] == "queued" and body["failure"] is None
     assert body["max_attempts"] == 1 + settings.max_attempts
     assert broker.llen("cpu") == 1
-    again = store.claim_job(job["id"], "w2", 60, engine=engine)
-    assert again.attempt == 2 and again.run_dir == store.get_job(job["id"], engine=engine).run_dir
+    again = jobstore.claim_job(job["id"], "w2", 60, engine=engine)
+    assert again.attempt == 2 and again.run_dir == jobstore.get_job(job["id"], engine=engine).run_dir
 
 
 def test_delete_only_finished_and_removes_run_dir(client, auth, make_job, engine):
     h = auth["alice"]
     job = make_job()
-    run_dir = store.get_job(job["id"], engine=engine).run_dir
+    run_dir = jobstore.get_job(job["id"], engine=engine).run_dir
     os.makedirs(os.path.join(run_dir, "checkpoints"))
     r = client.delete(f"/jobs/{job['id']}", headers=h)
     assert r.status_code == 409 and "queued" in r.json()["detail"]
@@ -276,9 +276,9 @@ def test_lost_enqueue_keeps_the_job_queued(tmp_path, auth, settings, client, eng
         r = c.post("/jobs", json=train_body(), headers=auth["alice"])
         assert r.status_code == 201 and r.json()["state"] == "queued"
         assert c.get("/readyz").status_code == 503
-    job = store.get_job(r.json()["id"], engine=engine)
+    job = jobstore.get_job(r.json()["id"], engine=engine)
     # Never marked enqueued, so the reaper's stale_queued finds it.
-    assert job.id in [j.id for j in store.stale_queued(0, engine=engine)]
+    assert job.id in [j.id for j in jobstore.stale_queued(0, engine=engine)]
 
 
 def test_weights_from_previous_job_checkpoint(client, auth, make_job, engine, settings):

@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, settings
 from schemathesis import DataGenerationMethod
 from schemathesis.checks import not_a_server_error
 
-from api import store
+import jobstore
 
 schemathesis.experimental.OPEN_API_3_1.enable()  # FastAPI emits OpenAPI 3.1
 
 @pytest.fixture
 def api_schema(app, client, auth, make_job, engine):
     job = make_job()  # job 1 exists, so /jobs/{job_id}/... reaches real handlers
-    store.claim_job(job["id"], "w", 60, engine=engine)
-    store.add_metrics(job["id"], 1, [("loss", s, 1.0, float(s)) for s in range(5)], engine=engine)
+    jobstore.claim_job(job["id"], "w", 60, engine=engine)
+    jobstore.add_metrics(job["id"], 1, [("loss", s, 1.0, float(s)) for s in range(5)], engine=engine)
     app.state.schemathesis_headers = auth["alice"]
     return schemathesis.from_dict(app.openapi(), app=app, data_generation_methods=[
         DataGenerationMethod.positive, DataGenerationMethod.negative])

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from api import store
+import jobstore
 from api.auth import create_token
 from tests.api.conftest import free_port, train_body
 
@@ -32,19 +32,19 @@ def test_uvicorn_serves_jobs_and_a_live_event_stream(settings):
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
-        store.migrate(settings)
+        jobstore.migrate(settings)
         headers = {"Authorization": f"Bearer {create_token(settings, 'dora')}"}
         created = httpx.post(base + "/jobs", json=train_body(), headers=headers)
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
-        engine = store.get_engine(settings)
+        engine = jobstore.get_engine(settings)
 
         def worker():
             time.sleep(0.3)
-            store.claim_job(job_id, "w", 60, engine=engine)
-            store.add_metrics(job_id, 1, [("loss", 1, 0.9, time.time())], engine=engine)
+            jobstore.claim_job(job_id, "w", 60, engine=engine)
+            jobstore.add_metrics(job_id, 1, [("loss", 1, 0.9, time.time())], engine=engine)
             time.sleep(0.3)
-            store.finish_job(job_id, 1, "succeeded", None, None, engine=engine)
+            jobstore.finish_job(job_id, 1, "succeeded", None, None, engine=engine)
         threading.Thread(target=worker).start()
 
         states = []

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from api.settings import Settings
+from jobstore.settings import Settings
 from client import cli
 from deploy.home import HomeLayout, settings_env
 

@@ -1,7 +1,7 @@
 """Real processes for the worker tests: redis-server, Celery workers, torchrun, uvicorn.
 
 `stack` gives one isolated service per test: its own Redis port, SQLite file, run and
-data directories. Jobs are created the way POST /jobs creates them (store.create_job +
+data directories. Jobs are created the way POST /jobs creates them (jobstore.create_job +
 api.broker.enqueue) unless a test goes through HTTP on purpose (`stack.start_api()`).
 """
 from __future__ import annotations
@@ -20,10 +20,11 @@ import httpx
 import psutil
 import pytest
 
-from api import broker, store
+import jobstore
+from api import broker
 from api.auth import create_token
-from api.queues import queue_name
-from api.settings import Settings
+from jobstore.queues import queue_name
+from jobstore.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -140,11 +141,11 @@ class Stack:
         self.settings = Settings(database_url=self.db_url, data_root=data_root,
                                  runs_root=self.runs_root, broker_url=self.redis.url,
                                  gpu_counts=[0, 1], lease_seconds=4)
-        self.engine = store.create_db_engine(self.db_url)
-        store.migrate(self.settings, engine=self.engine)
+        self.engine = jobstore.create_db_engine(self.db_url)
+        jobstore.migrate(self.settings, engine=self.engine)
         self.token = create_token(self.engine, "tester", True)
-        with store.session_scope(self.engine) as s:
-            self.owner_id = s.query(store.User).filter_by(name="tester").one().id
+        with jobstore.session_scope(self.engine) as s:
+            self.owner_id = s.query(jobstore.User).filter_by(name="tester").one().id
         self.workers: list[subprocess.Popen] = []
         self.api: subprocess.Popen | None = None
         self.api_port = free_port()
@@ -199,8 +200,8 @@ class Stack:
         """What POST /jobs does after validation: a queued row, then the broker message
         (to `queue` instead of the GPU count's queue if given)."""
         gpus = config["gpus"]
-        with store.session_scope(self.engine) as s:
-            job = store.create_job(s, owner_id=self.owner_id, kind=kind, name=None, config=config,
+        with jobstore.session_scope(self.engine) as s:
+            job = jobstore.create_job(s, owner_id=self.owner_id, kind=kind, name=None, config=config,
                                    gpus=gpus, queue=queue or queue_name(gpus), priority=0,
                                    max_attempts=3, runs_root=self.runs_root)
         if queue:
@@ -209,10 +210,10 @@ class Stack:
             assert broker.enqueue(self.settings, job.id, gpus)
         return job.id
 
-    def job(self, job_id: int) -> store.Job:
-        return store.get_job(job_id, engine=self.engine)
+    def job(self, job_id: int) -> jobstore.Job:
+        return jobstore.get_job(job_id, engine=self.engine)
 
-    def wait_state(self, job_id: int, states: tuple[str, ...], timeout: float) -> store.Job:
+    def wait_state(self, job_id: int, states: tuple[str, ...], timeout: float) -> jobstore.Job:
         return wait_until(lambda: (j := self.job(job_id)).state in states and j, timeout,
                           f"job {job_id} to reach {states}")
 

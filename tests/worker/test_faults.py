@@ -13,7 +13,7 @@ import psutil
 import pytest
 from sqlalchemy import select
 
-from api import store
+import jobstore
 from tests.worker.conftest import tiny_train, wait_until
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -27,15 +27,15 @@ def training_steps(stack, job_id: int) -> list[int]:
 
 def stored_loss(stack, job_id: int) -> dict[int, int]:
     """step -> attempt that wrote the stored 'loss' value."""
-    with store.session_scope(stack.engine, write=False) as s:
-        rows = s.execute(select(store.Metric.step, store.Metric.attempt)
-                         .where(store.Metric.job_id == job_id, store.Metric.name == "loss"))
+    with jobstore.session_scope(stack.engine, write=False) as s:
+        rows = s.execute(select(jobstore.Metric.step, jobstore.Metric.attempt)
+                         .where(jobstore.Metric.job_id == job_id, jobstore.Metric.name == "loss"))
         return dict(rows.all())
 
 
 def checkpoint_steps(stack, job_id: int) -> set[int]:
-    with store.session_scope(stack.engine, write=False) as s:
-        return set(s.scalars(select(store.Checkpoint.step).where(store.Checkpoint.job_id == job_id)))
+    with jobstore.session_scope(stack.engine, write=False) as s:
+        return set(s.scalars(select(jobstore.Checkpoint.step).where(jobstore.Checkpoint.job_id == job_id)))
 
 
 def resumed_step(stack, job_id: int, attempt: int) -> int:
@@ -116,7 +116,7 @@ def test_cancel_stops_every_process_of_the_job(stack):
     # torchrun starts the rank in a session of its own: killing torchrun's group misses it.
     assert os.getsid(rank.pid) == rank.pid != os.getpgid(launcher.pid)
 
-    store.cancel_job(job_id, engine=stack.engine)  # what POST /jobs/{id}/cancel does
+    jobstore.cancel_job(job_id, engine=stack.engine)  # what POST /jobs/{id}/cancel does
     started = time.monotonic()
     job = stack.wait_state(job_id, ("cancelled",), 15)
     wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
@@ -195,8 +195,8 @@ def test_crashed_trainer_is_retried_and_resumes(stack):
     job = stack.wait_state(job_id, FINAL, 240)
     assert job.state == "succeeded", job.reason
     assert job.attempt == 2
-    with store.session_scope(stack.engine, write=False) as s:
-        [first] = s.scalars(select(store.Attempt).where(store.Attempt.job_id == job_id,
-                                                        store.Attempt.number == 1))
+    with jobstore.session_scope(stack.engine, write=False) as s:
+        [first] = s.scalars(select(jobstore.Attempt).where(jobstore.Attempt.job_id == job_id,
+                                                        jobstore.Attempt.number == 1))
         assert first.outcome == "requeued" and "exit code -9" in first.reason
     assert resumed_step(stack, job_id, 2) >= 4

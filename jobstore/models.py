@@ -1,4 +1,4 @@
-"""The schema. Migrations in api/migrations/versions mirror it; a test checks they agree.
+"""The schema. Migrations in jobstore/migrations/versions mirror it; a test checks they agree.
 
 Times are unix seconds (float): portable across SQLite and PostgreSQL without time-zone
 surprises, and lease arithmetic is plain subtraction.

@@ -7,10 +7,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
-from api.settings import Settings, get_settings
-from api.store.db import get_engine
+from jobstore.settings import Settings, get_settings
+from jobstore.db import get_engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def migrate(settings: Settings | None = None, *, engine: Engine | None = None) -> None:

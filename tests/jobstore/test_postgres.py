@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 
-from api import store
+import jobstore
 from api.auth import create_token
 from api.main import create_app
 from tests.api.conftest import free_port, train_body
@@ -56,12 +56,12 @@ def postgres_url():
 
 def test_store_and_api_on_postgres(postgres_url, settings):
     pg = settings.model_copy(update={"database_url": postgres_url})
-    engine = store.get_engine(pg)
+    engine = jobstore.get_engine(pg)
     assert engine.dialect.name == "postgresql"
     with TestClient(create_app(pg)) as client:  # migrations run on start
-        store.migrate(pg)  # a second migrator is a no-op
+        jobstore.migrate(pg)  # a second migrator is a no-op
         with engine.connect() as conn:  # the migration builds exactly the models' schema
-            assert compare_metadata(MigrationContext.configure(conn), store.Base.metadata) == []
+            assert compare_metadata(MigrationContext.configure(conn), jobstore.Base.metadata) == []
         h = {"Authorization": f"Bearer {create_token(pg, 'pat')}"}
         results = []
 
@@ -76,13 +76,13 @@ def test_store_and_api_on_postgres(postgres_url, settings):
         assert sorted(r.status_code for r in results) == [200] * 5 + [201]
         job_id = results[0].json()["id"]
 
-        job = store.claim_job(job_id, "w", 60, engine=engine)
-        assert job.attempt == 1 and store.claim_job(job_id, "w2", 60, engine=engine) is None
-        store.add_metrics(job_id, 1, [("loss", 1, 2.0, 1.0), ("loss", 1, 1.0, 2.0),
+        job = jobstore.claim_job(job_id, "w", 60, engine=engine)
+        assert job.attempt == 1 and jobstore.claim_job(job_id, "w2", 60, engine=engine) is None
+        jobstore.add_metrics(job_id, 1, [("loss", 1, 2.0, 1.0), ("loss", 1, 1.0, 2.0),
                                       ("loss", 2, float("inf"), 3.0)], engine=engine)
-        store.add_checkpoint(job_id, "step_0000002.pt", 2, 5_000_000_000, "f" * 64, "/x", engine=engine)
-        assert not store.add_checkpoint(job_id, "step_0000002.pt", 2, 5_000_000_000, "f" * 64, "/x", engine=engine)
-        assert store.finish_job(job_id, 1, "succeeded", None, None, engine=engine)
+        jobstore.add_checkpoint(job_id, "step_0000002.pt", 2, 5_000_000_000, "f" * 64, "/x", engine=engine)
+        assert not jobstore.add_checkpoint(job_id, "step_0000002.pt", 2, 5_000_000_000, "f" * 64, "/x", engine=engine)
+        assert jobstore.finish_job(job_id, 1, "succeeded", None, None, engine=engine)
 
         detail = client.get(f"/jobs/{job_id}", headers=h).json()
         assert detail["state"] == "succeeded"

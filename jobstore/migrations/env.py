@@ -1,8 +1,8 @@
-"""Alembic environment. Configured in code by api.store.migrate (no alembic.ini needed,
+"""Alembic environment. Configured in code by jobstore.migrate (no alembic.ini needed,
 so it works from an installed package); the caller passes an open connection."""
 from alembic import context
 
-from api.store.models import Base
+from jobstore.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata,

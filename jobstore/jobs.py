@@ -3,7 +3,7 @@ transaction: two processes racing on the same job cannot both win, and the event
 (which SSE replays) always matches the state.
 
 Every function takes an optional `engine=`; without it, the process-wide engine of
-`api.settings.get_settings()` is used.
+`jobstore.settings.get_settings()` is used.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from api.store.db import get_engine, session_scope
-from api.store.models import (ACTIVE_STATES, FINISHED_STATES, REASON_KINDS, Attempt,
-                              Checkpoint, Job, JobEvent, Metric, MetricLatest)
+from jobstore.db import get_engine, session_scope
+from jobstore.models import (ACTIVE_STATES, FINISHED_STATES, REASON_KINDS, Attempt,
+                             Checkpoint, Job, JobEvent, Metric, MetricLatest)
 
 
 def _engine(engine: Engine | None) -> Engine:

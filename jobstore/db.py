@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session
 
-from api.settings import Settings, get_settings
+from jobstore.settings import Settings, get_settings
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
