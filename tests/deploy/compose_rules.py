@@ -331,6 +331,42 @@ def secret_problems(compose: dict) -> list[str]:
     return problems
 
 
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def port_host_ip(entry: str | int | dict) -> str | None:
+    """The host address a published port binds (None: every interface), with ${...} at
+    their defaults."""
+    if isinstance(entry, dict):
+        return entry.get("host_ip")
+    text = str(entry)
+    try:
+        text = interpolate(text)
+    except ValueError:
+        pass
+    text = text.split("/")[0]
+    if text.startswith("["):                       # [::1]:8000:8000
+        return text[1:].split("]")[0]
+    parts = text.rsplit(":", 2)
+    return parts[0] if len(parts) == 3 and parts[0] else None
+
+
+def published_port_problems(compose: dict) -> list[str]:
+    """A published port binds loopback unless .env says otherwise (Docker's own iptables
+    rules let a 0.0.0.0 port past ufw/firewalld). Expose a service through a TLS reverse
+    proxy, or on a private network by setting the bind address."""
+    problems = []
+    for name, svc in compose["services"].items():
+        for entry in svc.get("ports", []):
+            host = port_host_ip(entry)
+            if host is None:
+                problems.append(f"{name}: port {entry!r} binds every interface; "
+                                "bind a host address that defaults to 127.0.0.1")
+            elif host not in LOOPBACK:
+                problems.append(f"{name}: port {entry!r} binds {host} by default, not 127.0.0.1")
+    return problems
+
+
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against `env` (default: empty),
     leaving $$ escapes alone. Raises ValueError for a required variable that is unset."""
@@ -371,4 +407,5 @@ def parse_duration(text: str | int) -> float:
 
 
 ALL_RULES = [schema_problems, gpu_problems, queue_problems, health_and_restart_problems,
-             volume_problems, shutdown_problems, compose_v1_problems, secret_problems]
+             volume_problems, shutdown_problems, compose_v1_problems, secret_problems,
+             published_port_problems]

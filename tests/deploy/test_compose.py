@@ -362,3 +362,40 @@ def test_row10_redis_takes_its_password_on_stdin(fake_bin, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+# --- Row 10: published ports bind loopback unless .env says otherwise -----------------------
+
+BIND_VARIABLES = ("${SAM3V_BIND_HOST:-127.0.0.1}:", "${SAM3V_PRIVATE_BIND_HOST:-127.0.0.1}:")
+
+
+def test_row10_published_ports_bind_loopback_by_default():
+    for compose in (load_raw("docker-compose.yml"), load_raw("deploy/compose.multihost.yml"),
+                    multihost()):
+        assert rules.published_port_problems(compose) == []
+    for name in COMPOSE_FILES:
+        ports = [p for svc in load_raw(name)["services"].values() for p in svc.get("ports", [])]
+        assert ports and all(str(p).startswith(BIND_VARIABLES) for p in ports), ports
+
+
+def test_row10_bind_host_is_configurable():
+    merged = multihost({**MULTIHOST_ENV, "SAM3V_BIND_HOST": "10.0.0.5",
+                        "SAM3V_PRIVATE_BIND_HOST": "10.1.0.5", "SAM3V_API_PORT": "8080"})
+    services = merged["services"]
+    assert services["api"]["ports"] == ["10.0.0.5:8080:8000"]
+    assert services["flower"]["ports"] == ["10.0.0.5:5555:5555"]
+    assert services["redis"]["ports"] == ["10.1.0.5:6379:6379"]
+    assert services["postgres"]["ports"] == ["10.1.0.5:5432:5432"]
+
+
+def test_row10_a_port_on_every_interface_is_caught():
+    """The entries this replaced published on 0.0.0.0."""
+    old = {"services": {"api": {"ports": ["${SAM3V_API_PORT:-8000}:8000"]},
+                        "redis": {"ports": ["6379:6379", "0.0.0.0:6380:6379", 5432]},
+                        "flower": {"ports": ["[::1]:5555:5555", "${SAM3V_BIND_HOST:-127.0.0.1}:5556:5555"]}}}
+    assert rules.published_port_problems(old) == [
+        "api: port '${SAM3V_API_PORT:-8000}:8000' binds every interface; "
+        "bind a host address that defaults to 127.0.0.1",
+        "redis: port '6379:6379' binds every interface; bind a host address that defaults to 127.0.0.1",
+        "redis: port '0.0.0.0:6380:6379' binds 0.0.0.0 by default, not 127.0.0.1",
+        "redis: port 5432 binds every interface; bind a host address that defaults to 127.0.0.1"]
