@@ -399,3 +399,17 @@ def test_row10_a_port_on_every_interface_is_caught():
         "redis: port '6379:6379' binds every interface; bind a host address that defaults to 127.0.0.1",
         "redis: port '0.0.0.0:6380:6379' binds 0.0.0.0 by default, not 127.0.0.1",
         "redis: port 5432 binds every interface; bind a host address that defaults to 127.0.0.1"]
+
+
+def test_row10_readme_documents_tls_in_front():
+    """The API is on loopback; deploy/README.md says how other machines reach it: TLS in a
+    reverse proxy, with a working example for Caddy and for nginx."""
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    section = readme[readme.index("### TLS: a reverse proxy in front"):]
+    section = section[:section.index("\n## ")]
+    assert "reverse_proxy 127.0.0.1:8000" in section                 # Caddyfile
+    assert "proxy_pass http://127.0.0.1:8000;" in section            # nginx
+    assert "listen 443 ssl;" in section and "ssl_certificate " in section
+    assert "proxy_buffering off;" in section                         # server-sent events
+    assert "SAM3V_BIND_HOST" in section
+    assert "(#tls-a-reverse-proxy-in-front)" in readme               # linked from the api
