@@ -8,7 +8,7 @@ up: setup
 	.venv/bin/sam3v up
 
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -rs
 
 test-fast: setup
-	.venv/bin/python -m pytest -q -m "not slow"
+	.venv/bin/python -m pytest -q -rs -m "not slow"
