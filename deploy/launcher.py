@@ -217,7 +217,7 @@ def requeue_interrupted_jobs(settings) -> list[str]:
     every lease counts as expired now: hand the jobs back as worker/reaper.py does for
     expired leases, without waiting for them to run out."""
     import jobstore
-    from api import broker
+    from jobstore import broker
 
     lines = []
     for job in jobstore.expired_leases(now=math.inf):
@@ -229,8 +229,7 @@ def requeue_interrupted_jobs(settings) -> list[str]:
                              f"interrupted on attempt {job.attempt} of {job.max_attempts}")
             lines.append(f"job {job.id}: failed, no attempts left")
         elif jobstore.requeue_job(job.id, job.attempt, "the local stack was restarted"):
-            if broker.enqueue(settings, job.id, job.gpus):
-                jobstore.mark_enqueued(job.id)
+            broker.enqueue(settings, job.id, job.gpus)
             lines.append(f"job {job.id}: interrupted, queued again (resumes from its latest checkpoint)")
     return lines
 

@@ -25,13 +25,11 @@ import socket
 
 from celery import Celery, bootsteps
 
-import jobstore
 from jobstore.queues import queue_name
 from jobstore.settings import Settings, get_settings
+from worker import reaper
 
 log = logging.getLogger(__name__)
-
-TASK_NAME = "sam3v.run_job"
 
 
 def worker_gpu_ids(settings: Settings) -> list[int]:
@@ -58,10 +56,6 @@ def cancel_grace_s(settings: Settings) -> float:
     return settings.cancel_grace_s
 
 
-def reaper_interval_s(settings: Settings) -> float:
-    return min(30.0, max(1.0, settings.lease_seconds / 2))
-
-
 def make_app(settings: Settings) -> Celery:
     app = Celery("sam3v", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
@@ -82,12 +76,6 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def enqueue(job_id: int, gpus: int) -> None:
-    """Send "please run job N" to the queue for its GPU count, and note when."""
-    app.send_task(TASK_NAME, args=[job_id], queue=queue_name(gpus))
-    jobstore.mark_enqueued(job_id)
-
-
 class ShutdownAndReaper(bootsteps.StartStopStep):
     """Runs in the worker's main process: the reaper on the event loop's timer, and on
     shutdown a SIGUSR2 to the pool process so its task stops the trainer gracefully."""
@@ -99,8 +87,7 @@ class ShutdownAndReaper(bootsteps.StartStopStep):
         self.timer_entry = None
 
     def start(self, worker):
-        from worker import reaper
-        interval = reaper_interval_s(get_settings())
+        interval = reaper.interval_s(get_settings())
         self.timer_entry = worker.timer.call_repeatedly(interval, reaper.reap_once, priority=10)
         log.info("reaper every %.1f s", interval)
 

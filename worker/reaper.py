@@ -16,23 +16,30 @@ import logging
 import time
 
 import jobstore
-from jobstore.settings import get_settings
-from worker.celery_app import enqueue, reaper_interval_s
+from jobstore import broker
+from jobstore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
-def stale_after_s(interval_s: float) -> float:
-    return max(10.0, 4 * interval_s)
+def interval_s(settings: Settings) -> float:
+    """Seconds between passes: half a lease, between 1 and 30 s."""
+    return min(30.0, max(1.0, settings.lease_seconds / 2))
+
+
+def stale_after_s(every_s: float) -> float:
+    """A queued job's message counts as lost after four passes (at least 10 s)."""
+    return max(10.0, 4 * every_s)
 
 
 def reap_once() -> dict[str, int]:
     """One pass. Returns counts per action (for logs and tests). Never raises: a broken
     database or broker is logged and tried again on the next pass."""
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
+    settings = get_settings()
     try:
-        _reap_expired(counts)
-        _resend_stale(counts, stale_after_s(reaper_interval_s(get_settings())))
+        _reap_expired(counts, settings)
+        _resend_stale(counts, settings, stale_after_s(interval_s(settings)))
     except Exception:
         log.exception("reaper pass failed")
     if any(counts.values()):
@@ -40,7 +47,7 @@ def reap_once() -> dict[str, int]:
     return counts
 
 
-def _reap_expired(counts: dict[str, int]) -> None:
+def _reap_expired(counts: dict[str, int], settings: Settings) -> None:
     for job in jobstore.expired_leases(time.time()):
         why = f"lease expired: worker {job.worker_id} stopped renewing on attempt {job.attempt}"
         if job.state == "cancelling":
@@ -51,15 +58,12 @@ def _reap_expired(counts: dict[str, int]) -> None:
             if jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
                 counts["failed"] += 1
         elif jobstore.requeue_job(job.id, job.attempt, why):
-            enqueue(job.id, job.gpus)
+            broker.enqueue(settings, job.id, job.gpus)
             counts["requeued"] += 1
 
 
-def _resend_stale(counts: dict[str, int], older_than_s: float) -> None:
+def _resend_stale(counts: dict[str, int], settings: Settings, older_than_s: float) -> None:
     for job in jobstore.stale_queued(older_than_s):
-        try:
-            enqueue(job.id, job.gpus)
-            counts["resent"] += 1
-        except Exception:
-            log.exception("job %s: re-sending failed (broker down?)", job.id)
+        if not broker.enqueue(settings, job.id, job.gpus):
             return  # the broker is likely down for all of them; next pass
+        counts["resent"] += 1

@@ -16,13 +16,13 @@ from pathlib import Path
 from celery.signals import worker_process_init
 
 import jobstore
+from jobstore import broker
 from jobstore.settings import Settings, get_settings
 from sam3_video import exit_codes
 from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalConfig,
                                TrainConfig, parse_config, resolve_under)
 from worker import launch
-from worker.celery_app import (TASK_NAME, app, cancel_grace_s, enqueue, worker_gpu_ids,
-                               worker_id)
+from worker.celery_app import app, cancel_grace_s, worker_gpu_ids, worker_id
 from sam3_video.run_layout import LATEST, find_checkpoint, write_json_atomic
 from worker.supervise import Outcome, Supervisor
 
@@ -45,7 +45,7 @@ def _init_pool_process(**_):
     signal.signal(signal.SIGUSR2, lambda *_: STOP_REQUESTED.set())
 
 
-@app.task(name=TASK_NAME)
+@app.task(name=broker.TASK_NAME)
 def run_job(job_id: int) -> str:
     return run(int(job_id))
 
@@ -60,7 +60,7 @@ def run(job_id: int, settings: Settings | None = None) -> str:
         return "missing"
     if job.gpus != len(gpu_ids):  # misrouted: never run on the wrong hardware
         if job.state == "queued":
-            enqueue(job.id, job.gpus)
+            broker.enqueue(settings, job.id, job.gpus)
         log.warning("job %s wants %s GPUs, this worker has %s: re-sent", job_id, job.gpus, len(gpu_ids))
         return "misrouted"
     claimed = jobstore.claim_job(job_id, worker_id(settings), settings.lease_seconds)
@@ -210,7 +210,7 @@ def retry_or_fail(job: jobstore.Job, reason: str) -> str:
 
 def requeue(job: jobstore.Job, reason: str) -> str:
     if jobstore.requeue_job(job.id, job.attempt, reason):
-        enqueue(job.id, job.gpus)
+        broker.enqueue(get_settings(), job.id, job.gpus)
         return "requeued"
     return settle_cancel(job)
 

@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 import jobstore
-from api import broker
+from jobstore import broker
 from api.auth import current_caller
 from api.errors import error_response, responses
 from api.schemas import Health, Readiness

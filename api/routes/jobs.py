@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 import jobstore
-from api import broker
+from jobstore import broker
 from api.auth import Caller, current_caller
 from api.deps import MAX_ID, visible_job
 from api.errors import ApiError, responses
@@ -86,8 +86,7 @@ def create_job(body: JobCreate, request: Request, response: Response,
     if earlier is not None:
         return _replayed(response, engine, earlier)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
-    if broker.enqueue(settings, job.id, job.gpus):
-        jobstore.mark_enqueued(job.id, engine=engine)
+    broker.enqueue(settings, job.id, job.gpus, engine=engine)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, caller.name)
 
@@ -162,8 +161,7 @@ def retry_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Job
     retried = jobstore.retry_job(job.id, settings.max_attempts, engine=engine)
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")
-    if broker.enqueue(settings, retried.id, retried.gpus):
-        jobstore.mark_enqueued(retried.id, engine=engine)
+    broker.enqueue(settings, retried.id, retried.gpus, engine=engine)
     return job_detail(engine, retried)
 
 

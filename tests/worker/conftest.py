@@ -2,7 +2,7 @@
 
 `stack` gives one isolated service per test: its own Redis port, SQLite file, run and
 data directories. Jobs are created the way POST /jobs creates them (jobstore.create_job +
-api.broker.enqueue) unless a test goes through HTTP on purpose (`stack.start_api()`).
+jobstore.broker.enqueue) unless a test goes through HTTP on purpose (`stack.start_api()`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import jobstore
-from api import broker
+from jobstore import broker
 from api.auth import create_token
 from jobstore.queues import queue_name
 from jobstore.settings import Settings
@@ -207,7 +207,7 @@ class Stack:
         if queue:
             broker.celery_client(self.settings).send_task(broker.TASK_NAME, args=[job.id], queue=queue)
         else:
-            assert broker.enqueue(self.settings, job.id, gpus)
+            assert broker.enqueue(self.settings, job.id, gpus, engine=self.engine)
         return job.id
 
     def job(self, job_id: int) -> jobstore.Job:
