@@ -211,27 +211,24 @@ class LocalStack:
             self.layout.url_file.unlink(missing_ok=True)
 
 
-def requeue_interrupted_jobs(settings) -> list[str]:
+RESTARTED = "the local stack was restarted"
+RECOVERED = {  # outcome of the recovery rule -> what the launcher says about the job
+    "cancelled": "cancelled (it was being cancelled when the stack stopped)",
+    "failed:infrastructure": "failed, no attempts left",
+    "requeued": "interrupted, queued again (resumes from its latest checkpoint)",
+}
+
+
+def requeue_interrupted_jobs(settings: Settings) -> list[str]:
     """Jobs that were running when the previous local stack died (no clean stop) still
     hold a lease. Only this stack's worker could hold it, and it is not running yet, so
-    every lease counts as expired now: hand the jobs back as worker/reaper.py does for
-    expired leases, without waiting for them to run out."""
-    import jobstore
-    from jobstore import broker
+    every lease counts as expired now: the recovery rule the reaper applies to expired
+    leases (jobstore.recovery), without waiting for them to run out."""
+    from jobstore import recovery
 
-    lines = []
-    for job in jobstore.expired_leases(now=math.inf):
-        if job.state == "cancelling":
-            jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", "stopped while cancelling")
-            lines.append(f"job {job.id}: cancelled (it was being cancelled when the stack stopped)")
-        elif job.attempt >= job.max_attempts:
-            jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure",
-                             f"interrupted on attempt {job.attempt} of {job.max_attempts}")
-            lines.append(f"job {job.id}: failed, no attempts left")
-        elif jobstore.requeue_job(job.id, job.attempt, "the local stack was restarted"):
-            broker.enqueue(settings, job.id, job.gpus)
-            lines.append(f"job {job.id}: interrupted, queued again (resumes from its latest checkpoint)")
-    return lines
+    recovered = recovery.recover_expired_leases(settings, lambda job: RESTARTED, now=math.inf)
+    return [f"job {job.id}: {RECOVERED[outcome]}" for job, outcome in recovered
+            if outcome in RECOVERED]
 
 
 def up(home: str | Path, host: str, port: int | None) -> int:

@@ -1,9 +1,10 @@
 """Recovery, run every few seconds in every worker's main process (on Celery's event-loop
 timer, see celery_app.ShutdownAndReaper; no extra thread, no beat process).
 
-- A running job whose lease expired lost its worker (killed, hung, host gone): back to
-  the queue for another attempt, which resumes from the latest checkpoint; after
-  max_attempts it fails with the reason. A cancelling one is confirmed cancelled.
+- A running job whose lease expired lost its worker (killed, hung, host gone): the
+  recovery rule (jobstore.recovery) sends it back to the queue for another attempt, which
+  resumes from the latest checkpoint; after max_attempts it fails with the reason. A
+  cancelling one is confirmed cancelled.
 - A queued job whose broker message is older than `stale_after_s` may have lost it
   (e.g. Redis restarted empty): send it again. A duplicate is harmless (the claim).
 
@@ -13,10 +14,9 @@ exactly one of them wins a requeue and sends its message.
 from __future__ import annotations
 
 import logging
-import time
 
 import jobstore
-from jobstore import broker
+from jobstore import broker, recovery
 from jobstore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ def reap_once() -> dict[str, int]:
     """One pass. Returns counts per action (for logs and tests). Never raises: a broken
     database or broker is logged and tried again on the next pass."""
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
-    settings = get_settings()
     try:
+        settings = get_settings()
         _reap_expired(counts, settings)
         _resend_stale(counts, settings, stale_after_s(interval_s(settings)))
     except Exception:
@@ -47,19 +47,15 @@ def reap_once() -> dict[str, int]:
     return counts
 
 
+def lease_expired(job: jobstore.Job) -> str:
+    return f"lease expired: worker {job.worker_id} stopped renewing on attempt {job.attempt}"
+
+
 def _reap_expired(counts: dict[str, int], settings: Settings) -> None:
-    for job in jobstore.expired_leases(time.time()):
-        why = f"lease expired: worker {job.worker_id} stopped renewing on attempt {job.attempt}"
-        if job.state == "cancelling":
-            if jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", why):
-                counts["cancelled"] += 1
-        elif job.attempt >= job.max_attempts:
-            reason = f"attempt {job.attempt} of {job.max_attempts} failed: {why}"
-            if jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
-                counts["failed"] += 1
-        elif jobstore.requeue_job(job.id, job.attempt, why):
-            broker.enqueue(settings, job.id, job.gpus)
-            counts["requeued"] += 1
+    for _, outcome in recovery.recover_expired_leases(settings, lease_expired):
+        action = outcome.partition(":")[0]  # failed:infrastructure -> failed
+        if action in counts:
+            counts[action] += 1
 
 
 def _resend_stale(counts: dict[str, int], settings: Settings, older_than_s: float) -> None:

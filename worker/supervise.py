@@ -124,7 +124,7 @@ class Supervisor:
             time.sleep(1.0)
 
     def ingest(self) -> bool:
-        """Move new metrics lines and checkpoint files into the job jobstore."""
+        """Move new metrics lines and checkpoint files into the job store."""
         try:
             self._ingest_metrics()
             for ckpt in self.checkpoints.new_files():

@@ -16,7 +16,7 @@ from pathlib import Path
 from celery.signals import worker_process_init
 
 import jobstore
-from jobstore import broker
+from jobstore import broker, recovery
 from jobstore.settings import Settings, get_settings
 from sam3_video import exit_codes
 from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalConfig,
@@ -72,7 +72,7 @@ def run(job_id: int, settings: Settings | None = None) -> str:
         return run_attempt(claimed, settings, gpu_ids)
     except Exception as err:  # a bug or a full disk in the worker: never leave it running
         log.exception("job %s: the worker failed", job_id)
-        return retry_or_fail(claimed, f"worker error: {err!r}")
+        return recovery.retry_or_fail(claimed, f"worker error: {err!r}", settings)
 
 
 def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> str:
@@ -92,7 +92,7 @@ def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> st
         outcome = supervisor.run()
     finally:
         supervisor.tree.kill()  # whatever happened above, no process of this attempt stays
-    return finish(job, outcome, launch.log_path(run_dir, job.attempt))
+    return finish(job, outcome, launch.log_path(run_dir, job.attempt), settings)
 
 
 # ---------------------------------------------------------------- job.json
@@ -175,16 +175,18 @@ def last_lines(tail: str, n: int = 15) -> str:
     return "\n".join(lines[-n:])[-2000:]
 
 
-def finish(job: jobstore.Job, outcome: Outcome, log_file: Path) -> str:
+def finish(job: jobstore.Job, outcome: Outcome, log_file: Path, settings: Settings) -> str:
     if outcome.survivors:
         log.error("job %s: processes %s survived SIGKILL", job.id, outcome.survivors)
     if outcome.stopped_by == "lease_lost":
         return "lease-lost"  # another attempt owns the job now; nothing to record
     if outcome.stopped_by == "cancel":
-        jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
+        jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled",
+                            recovery.CANCELLED_ON_REQUEST)
         return "cancelled"
-    if outcome.stopped_by == "shutdown":
-        return requeue(job, "the worker shut down; resumes from the latest checkpoint")
+    if outcome.stopped_by == "shutdown":  # no failure: not counted against max_attempts
+        return recovery.requeue(job, "the worker shut down; resumes from the latest checkpoint",
+                                settings)
     tail = log_tail(log_file)
     code = trainer_exit_code(outcome.exit_code, tail)
     if code == 0:
@@ -195,30 +197,4 @@ def finish(job: jobstore.Job, outcome: Outcome, log_file: Path) -> str:
     if kind in ("config", "oom"):  # retrying would fail the same way
         jobstore.finish_job(job.id, job.attempt, "failed", kind, reason)
         return f"failed:{kind}"
-    return retry_or_fail(job, reason)
-
-
-def retry_or_fail(job: jobstore.Job, reason: str) -> str:
-    """An infrastructure failure: another attempt while attempts remain, else failed."""
-    if job.attempt < job.max_attempts:
-        return requeue(job, reason)
-    reason = f"attempt {job.attempt} of {job.max_attempts} failed: {reason}"
-    if jobstore.finish_job(job.id, job.attempt, "failed", "infrastructure", reason):
-        return "failed:infrastructure"
-    return settle_cancel(job)
-
-
-def requeue(job: jobstore.Job, reason: str) -> str:
-    if jobstore.requeue_job(job.id, job.attempt, reason):
-        broker.enqueue(get_settings(), job.id, job.gpus)
-        return "requeued"
-    return settle_cancel(job)
-
-
-def settle_cancel(job: jobstore.Job) -> str:
-    """A transition was refused: if a cancel arrived meanwhile, confirm it."""
-    current = jobstore.get_job(job.id)
-    if current is not None and current.state == "cancelling" and current.attempt == job.attempt:
-        jobstore.finish_job(job.id, job.attempt, "cancelled", "cancelled", "cancelled on request")
-        return "cancelled"
-    return f"left:{current.state if current else 'missing'}"
+    return recovery.retry_or_fail(job, reason, settings)

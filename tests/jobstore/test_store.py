@@ -16,7 +16,7 @@ from jobstore.settings import Settings
 
 @pytest.fixture
 def db(tmp_path):
-    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'jobstore.db'}")
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'store.db'}")
     jobstore.migrate(settings)
     engine = jobstore.get_engine(settings)
     with jobstore.session_scope(engine) as s:
