@@ -367,6 +367,81 @@ def published_port_problems(compose: dict) -> list[str]:
     return problems
 
 
+def parse_bytes(text: str | int) -> int:
+    """Compose/Docker sizes: 512m, 64g, 16gb, 1gb (units of 1024), or a bare byte count.
+    (Redis reads 1g as 10^9 and 1gb as 2^30; taking both as 2^30 errs on the large side.)"""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = re.fullmatch(r"(\d+)\s*([bkmg]?)b?", str(text).strip().lower())
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
+def redis_server_args(service: dict) -> list[str] | None:
+    """The arguments after `redis-server` in the service's command (exec form, or the line
+    of a shell script that starts it), ${...} at their defaults."""
+    for where, kind, value in commands(service):
+        if where != "command":
+            continue
+        for line in shell_lines(value) if kind == "shell" else [shlex.join(value)]:
+            argv = [w for w in words(line) if not w.startswith("<<")]
+            if "redis-server" in argv:
+                return [interpolate(w) for w in argv[argv.index("redis-server") + 1:]]
+    return None
+
+
+def limit_problems(compose: dict) -> list[str]:
+    """Every service runs for as long as the stack does, so each has a memory limit and a
+    process/thread limit (a leak or a fork loop takes down one container, not the host).
+    pids_limit must be a literal integer: docker-compose 1.29 passes a ${...} value on as a
+    string, and docker-py refuses it when creating the container."""
+    problems = []
+    for name, svc in compose["services"].items():
+        mem = None
+        if "mem_limit" not in svc:
+            problems.append(f"{name}: no mem_limit")
+        else:
+            try:
+                mem = parse_bytes(interpolate(str(svc["mem_limit"])))
+            except ValueError as e:
+                problems.append(f"{name}: mem_limit: {e}")
+        pids = svc.get("pids_limit")
+        if pids is None:
+            problems.append(f"{name}: no pids_limit")
+        elif not isinstance(pids, int) or isinstance(pids, bool):
+            problems.append(f"{name}: pids_limit {pids!r} must be a literal integer "
+                            "(docker-compose 1.29 would pass a string to docker-py)")
+        elif pids <= 0:
+            problems.append(f"{name}: pids_limit {pids} does not limit anything")
+        if mem and service_kind(name) == "worker" and "shm_size" in svc:
+            if mem <= parse_bytes(svc["shm_size"]):
+                problems.append(f"{name}: mem_limit must exceed shm_size ({svc['shm_size']}): "
+                                "/dev/shm counts against it")
+        if mem and name == "redis":
+            maxmemory = option(redis_server_args(svc) or [], "--maxmemory")
+            if maxmemory is None:
+                problems.append("redis: no --maxmemory: the kernel kills Redis at mem_limit "
+                                "instead of Redis refusing writes (noeviction)")
+            elif parse_bytes(maxmemory) > mem // 2:
+                problems.append(f"redis: --maxmemory {maxmemory} is more than half of mem_limit "
+                                "(the append-only rewrite forks)")
+    return problems
+
+
+def redis_problems(compose: dict) -> list[str]:
+    """A queued message survives a restart (append-only file) and is never evicted."""
+    args = redis_server_args(compose["services"].get("redis", {}))
+    if args is None:
+        return ["redis: command does not start redis-server"]
+    problems = []
+    if option(args, "--appendonly") != "yes":
+        problems.append("redis: needs --appendonly yes")
+    if option(args, "--maxmemory-policy") != "noeviction":
+        problems.append("redis: needs --maxmemory-policy noeviction")
+    return problems
+
+
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against `env` (default: empty),
     leaving $$ escapes alone. Raises ValueError for a required variable that is unset."""
@@ -408,4 +483,4 @@ def parse_duration(text: str | int) -> float:
 
 ALL_RULES = [schema_problems, gpu_problems, queue_problems, health_and_restart_problems,
              volume_problems, shutdown_problems, compose_v1_problems, secret_problems,
-             published_port_problems]
+             published_port_problems, limit_problems, redis_problems]

@@ -413,3 +413,100 @@ def test_row10_readme_documents_tls_in_front():
     assert "proxy_buffering off;" in section                         # server-sent events
     assert "SAM3V_BIND_HOST" in section
     assert "(#tls-a-reverse-proxy-in-front)" in readme               # linked from the api
+
+
+# --- Row 4: memory and PID limits ------------------------------------------------------------
+
+MEM_LIMIT_VARIABLES = {"api": "SAM3V_API_MEM_LIMIT", "worker-gpu0": "SAM3V_WORKER_MEM_LIMIT",
+                       "worker-gpu1": "SAM3V_WORKER_MEM_LIMIT", "redis": "SAM3V_REDIS_MEM_LIMIT",
+                       "flower": "SAM3V_FLOWER_MEM_LIMIT", "postgres": "SAM3V_POSTGRES_MEM_LIMIT"}
+
+
+def test_row4_every_long_running_service_has_memory_and_pid_limits(compose):
+    assert set(compose["services"]) == set(MEM_LIMIT_VARIABLES)
+    for merged in (compose, multihost()):
+        assert rules.limit_problems(merged) == []
+        assert rules.redis_problems(merged) == []
+    for name, svc in compose["services"].items():
+        assert rules.parse_bytes(rules.interpolate(svc["mem_limit"])) >= 256 * 2**20, name
+        assert svc["pids_limit"] >= 128, name
+
+
+def test_row4_memory_limits_are_configurable_by_env(compose):
+    for name, variable in MEM_LIMIT_VARIABLES.items():
+        assert re.fullmatch(r"\$\{%s:-\d+[mg]\}" % variable, compose["services"][name]["mem_limit"])
+    services = load("docker-compose.yml", {"SAM3V_WORKER_MEM_LIMIT": "200g",
+                                           "SAM3V_REDIS_MEM_LIMIT": "8g",
+                                           "SAM3V_REDIS_MAXMEMORY": "4gb"})["services"]
+    assert services["worker-gpu0"]["mem_limit"] == services["worker-gpu1"]["mem_limit"] == "200g"
+    assert services["redis"]["mem_limit"] == "8g"
+    assert rules.option(services["redis"]["command"], "--maxmemory") == "4gb"
+    merged = multihost({**MULTIHOST_ENV, "SAM3V_REDIS_MAXMEMORY": "4gb"})
+    assert rules.option(rules.redis_server_args(merged["services"]["redis"]), "--maxmemory") == "4gb"
+
+
+def test_row4_pids_limit_is_a_literal_integer_for_compose_1_29(compose):
+    """docker-compose 1.29 substitutes ${...} into a string and does not convert pids_limit
+    back (its type conversions leave it out); docker-py's HostConfig then raises "Invalid
+    type for pids_limit param: expected int". So the number is written out."""
+    for name, svc in compose["services"].items():
+        assert type(svc["pids_limit"]) is int, name
+    broken = copy.deepcopy(compose)
+    broken["services"]["api"]["pids_limit"] = "${SAM3V_API_PIDS_LIMIT:-512}"
+    assert rules.limit_problems(broken) == [
+        "api: pids_limit '${SAM3V_API_PIDS_LIMIT:-512}' must be a literal integer "
+        "(docker-compose 1.29 would pass a string to docker-py)"]
+
+
+def test_row4_missing_or_unusable_limits_are_caught(compose):
+    broken = copy.deepcopy(compose)
+    services = broken["services"]
+    del services["api"]["mem_limit"]
+    del services["postgres"]["pids_limit"]
+    services["flower"]["pids_limit"] = -1                     # docker: unlimited
+    services["worker-gpu0"]["mem_limit"] = "${SAM3V_WORKER_MEM_LIMIT:-16g}"   # = shm_size
+    services["redis"]["mem_limit"] = "1g"                     # maxmemory 1gb > half of it
+    assert rules.limit_problems(broken) == [
+        "redis: --maxmemory 1gb is more than half of mem_limit (the append-only rewrite forks)",
+        "api: no mem_limit",
+        "worker-gpu0: mem_limit must exceed shm_size (16gb): /dev/shm counts against it",
+        "flower: pids_limit -1 does not limit anything",
+        "postgres: no pids_limit"]
+    redis = services["redis"]["command"]
+    del redis[redis.index("--maxmemory"):redis.index("--maxmemory") + 2]
+    assert "redis: no --maxmemory" in rules.limit_problems(broken)[0]
+
+
+def test_row4_multihost_redis_keeps_messages_and_its_memory_cap():
+    """The multi-host redis command is a shell script of its own: it must keep what the
+    single-host one has (the rules read the redis-server line of the script)."""
+    args = rules.redis_server_args(multihost()["services"]["redis"])
+    assert rules.option(args, "--appendonly") == "yes"
+    assert rules.option(args, "--maxmemory-policy") == "noeviction"
+    assert rules.option(args, "--maxmemory") == "1gb"
+    assert args[-1] == "-"                                    # config (requirepass) on stdin
+    assert rules.redis_problems({"services": {"redis": {"command": ["sh", "-c", "exec redis-server"]}}}) == [
+        "redis: needs --appendonly yes", "redis: needs --maxmemory-policy noeviction"]
+
+
+def test_row4_size_parser():
+    assert rules.parse_bytes("512m") == 512 * 2**20
+    assert rules.parse_bytes("16gb") == rules.parse_bytes("16g") == 16 * 2**30
+    assert rules.parse_bytes(1024) == 1024
+    with pytest.raises(ValueError):
+        rules.parse_bytes("lots")
+
+
+def test_row4_limits_are_documented():
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    section = readme[readme.index("### Limits"):]
+    section = section[:section.index("\n### ")]
+    for variable in set(MEM_LIMIT_VARIABLES.values()) | {"SAM3V_REDIS_MAXMEMORY"}:
+        assert f"`{variable}`" in section, variable
+    for name, svc in load_raw("docker-compose.yml")["services"].items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name}")
+                   or line.startswith(f"| worker-gpu0, {name}"))
+        assert row.endswith(f"| {svc['pids_limit']} |"), name
+        assert svc["mem_limit"].split(":-")[1].rstrip("}") in row, name
+    assert "docker-compose.override.yml" in section
+
