@@ -510,3 +510,35 @@ def test_row4_limits_are_documented():
         assert svc["mem_limit"].split(":-")[1].rstrip("}") in row, name
     assert "docker-compose.override.yml" in section
 
+
+# --- The real docker-compose, where installed (Debian: apt-get install docker-compose) --------
+
+def compose_cli(tmp_path: Path, env: dict[str, str], *files: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` (parses, interpolates and validates; needs no engine) on a
+    copy of the compose files with a .env made from .env.example plus `env`."""
+    for name in COMPOSE_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text()
+                                   + "".join(f"{k}={v}\n" for k, v in env.items()))
+    argv = ["docker-compose"] + [a for f in files for a in ("-f", f)] + ["config"]
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="needs the docker-compose CLI")
+def test_compose_files_load_in_the_docker_compose_cli(tmp_path):
+    single = compose_cli(tmp_path, {}, "docker-compose.yml")
+    assert single.returncode == 0, single.stderr
+    merged = compose_cli(tmp_path, MULTIHOST_ENV, "docker-compose.yml", "deploy/compose.multihost.yml")
+    assert merged.returncode == 0, merged.stderr
+    for result in (single, merged):
+        services = yaml.safe_load(result.stdout)["services"]
+        for name, svc in services.items():
+            assert type(svc["pids_limit"]) is int and svc["mem_limit"], name
+            for port in svc.get("ports", []):   # 1.29 prints the short syntax, v2 the long one
+                host = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+                assert host == "127.0.0.1", (name, port)
+    missing = compose_cli(tmp_path, without("SAM3V_REDIS_PASSWORD"),
+                          "docker-compose.yml", "deploy/compose.multihost.yml")
+    assert missing.returncode != 0 and "set SAM3V_REDIS_PASSWORD" in missing.stderr
