@@ -1,12 +1,14 @@
-"""`sam3v`: the one command a person types.
+"""The HTTP half of `sam3v`: the commands that talk to a running API.
 
-    sam3v up [--host H] [--port P] [--home DIR]        the local stack (deploy/launcher.py)
-    sam3v tokens create --user NAME [--admin] [--home DIR]
     sam3v submit CONFIG.json [--kind train|eval] [--gpus N] [--url U] [--token T | --home DIR]
     sam3v status JOB_ID    /    sam3v wait JOB_ID [--timeout S]
 
 The HTTP commands find the API from --url, else $SAM3V_URL, else DIR/url written by a
 running `sam3v up --home DIR`; the token from --token, else $SAM3V_TOKEN, else DIR/token.
+
+This package imports nothing of the server, so it runs where only httpx is installed
+(`python -m client.cli`). The installed `sam3v` command is deploy/cli.py: this parser
+plus the server-side commands (`sam3v up`, `sam3v tokens create`).
 """
 from __future__ import annotations
 
@@ -16,23 +18,24 @@ import os
 import sys
 from pathlib import Path
 
-from deploy.home import DEFAULT_HOME, HomeLayout
+from client.home import DEFAULT_HOME, TOKEN_FILE, URL_FILE, home_dir
 
 EXIT_FAILED = 1   # `wait`: the job finished, but not successfully
 EXIT_USAGE = 2
 
 
 def _connection(args) -> tuple[str, str | None]:
-    layout = HomeLayout.of(args.home or DEFAULT_HOME)
+    home = home_dir(args.home)
+    url_file, token_file = home / URL_FILE, home / TOKEN_FILE
     url = args.url or os.environ.get("SAM3V_URL")
-    if not url and layout.url_file.is_file():
-        url = layout.url_file.read_text().strip()
+    if not url and url_file.is_file():
+        url = url_file.read_text().strip()
     if not url:
         raise SystemExit(f"sam3v: no API address: pass --url, set SAM3V_URL, or start "
-                         f"`sam3v up --home {layout.root}` (it writes {layout.url_file})")
+                         f"`sam3v up --home {home}` (it writes {url_file})")
     token = args.token or os.environ.get("SAM3V_TOKEN")
-    if not token and layout.token.is_file():
-        token = layout.token.read_text().strip()
+    if not token and token_file.is_file():
+        token = token_file.read_text().strip()
     return url, token
 
 
@@ -87,14 +90,13 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", help=f"local stack home to read url/token from (default {DEFAULT_HOME})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from deploy import launcher
-
+def build_parser(server_commands=None) -> argparse.ArgumentParser:
+    """The `sam3v` parser with the HTTP commands. `server_commands(subparsers)`, if given,
+    adds more commands ahead of them (deploy/cli.py adds `up` and `tokens`)."""
     parser = argparse.ArgumentParser(prog="sam3v", description="SAM3 video fine-tuning service")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    launcher.build_parser(sub.add_parser("up", help="start the local stack (no Docker)"))
-    sub.add_parser("tokens", help="manage API tokens (sam3v tokens create --help)", add_help=False)
+    if server_commands is not None:
+        server_commands(sub)
 
     submit = sub.add_parser("submit", help="submit a job config (JSON); prints the job")
     submit.add_argument("config", help="a TrainConfig/EvalConfig JSON file, e.g. examples/train_tiny.json")
@@ -115,15 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["tokens"]:  # everything after `tokens` belongs to the API's token CLI
-        from api.tokens_cli import main as tokens_main
+    return run(build_parser().parse_args(argv))
 
-        return tokens_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.command == "up":
-        from deploy.launcher import up
 
-        return up(args.home, args.host, args.port)
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed HTTP command (submit, status, wait); its exit code."""
     from client.api_client import ApiError
 
     try:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_HOME = ".sam3v"
+from client.home import DEFAULT_HOME, TOKEN_FILE, URL_FILE
+
+__all__ = ["DEFAULT_HOME", "HomeLayout", "broker_url", "settings_env"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class HomeLayout:
     @property
     def url_file(self) -> Path:
         # The API's address, written by the launcher while it runs (read by `sam3v submit`).
-        return self.root / "url"
+        return self.root / URL_FILE
 
     @property
     def logs(self) -> Path:
@@ -53,7 +55,7 @@ class HomeLayout:
 
     @property
     def token(self) -> Path:
-        return self.root / "token"
+        return self.root / TOKEN_FILE
 
     def create(self) -> None:
         for path in (self.root, self.data, self.runs, self.redis, self.logs):

@@ -116,7 +116,7 @@ class LocalStack:
         for line in requeue_interrupted_jobs(settings):
             log(line)
         if not self.layout.token.is_file():
-            from api.auth import create_token
+            from jobstore.tokens import create_token
 
             token = create_token(settings, "admin", True)
             tmp = self.layout.token.with_suffix(".tmp")

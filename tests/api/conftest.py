@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 import jobstore
-from api.auth import create_token
+from jobstore.tokens import create_token
 from api.main import create_app
 from jobstore.settings import Settings
 from sam3_video.data import write_synthetic

@@ -12,7 +12,7 @@ import time
 import httpx
 
 import jobstore
-from api.auth import create_token
+from jobstore.tokens import create_token
 from tests.api.conftest import free_port, train_body
 
 

@@ -33,7 +33,7 @@ class StackProcess:
         env = {**os.environ, "OMP_NUM_THREADS": "2"}
         with open(self.output, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "client.cli", "up", "--home", str(self.layout.root),
+                [sys.executable, "-m", "deploy.cli", "up", "--home", str(self.layout.root),
                  "--port", str(self.port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

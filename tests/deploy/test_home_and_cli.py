@@ -1,13 +1,20 @@
-"""deploy.home.settings_env and the sam3v CLI's own error handling (no stack needed)."""
+"""deploy.home.settings_env, the sam3v CLI's own error handling and `sam3v tokens create`
+(no stack needed)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from jobstore.settings import Settings
+import jobstore
+from api.auth import lookup_token
 from client import cli
+from deploy import cli as sam3v
 from deploy.home import HomeLayout, settings_env
+from jobstore.settings import Settings
 
 
 def test_settings_env_points_every_path_under_home(tmp_path, monkeypatch):
@@ -63,3 +70,36 @@ def test_url_and_token_come_from_the_home(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["status", "1", "--home", str(tmp_path), "--token", "t2",
                                           "--url", "http://h:1"])
     assert cli._connection(args) == ("http://h:1", "t2")
+
+
+def test_cli_prints_only_a_working_token(tmp_path):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM3V_")}
+    out = subprocess.run([sys.executable, "-m", "deploy.cli", "tokens", "create", "--user", "carol",
+                          "--admin", "--home", str(home)], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.getcwd()).stdout
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sam3v_")
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'sam3v.db'}")
+    caller = lookup_token(jobstore.get_engine(settings), lines[0])
+    assert caller.name == "carol" and caller.is_admin
+    bad = subprocess.run([sys.executable, "-m", "deploy.cli", "tokens", "create", "--home", str(home)],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--user" in bad.stderr and bad.stdout == ""
+
+
+def test_sam3v_is_the_client_parser_plus_up_and_tokens(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SAM3V_URL", raising=False)
+    parser = sam3v.build_parser()
+    up = parser.parse_args(["up", "--port", "0", "--home", str(tmp_path)])
+    assert (up.command, up.host, up.port, up.home) == ("up", "127.0.0.1", 0, str(tmp_path))
+    status = parser.parse_args(["wait", "3", "--timeout", "5"])
+    assert (status.command, status.job_id, status.timeout, status.poll) == ("wait", 3, 5.0, 2.0)
+    parser.print_help()
+    listed = capsys.readouterr().out
+    assert listed.index("up") < listed.index("tokens") < listed.index("submit") < listed.index("status")
+    # The client alone knows only the HTTP commands.
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["up"])
+    with pytest.raises(SystemExit, match="no API address"):
+        sam3v.main(["status", "1", "--home", str(tmp_path)])

@@ -148,7 +148,7 @@ def test_restart_after_a_crash_resumes_the_interrupted_job_from_its_checkpoint(m
 
 
 def run_cli(*args: str, timeout_s: float = 120) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, "-m", "client.cli", *args], cwd=ROOT, text=True,
+    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout_s)
 
 

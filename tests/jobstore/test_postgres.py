@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 
 import jobstore
-from api.auth import create_token
+from jobstore.tokens import create_token
 from api.main import create_app
 from tests.api.conftest import free_port, train_body
 

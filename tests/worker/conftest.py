@@ -22,7 +22,7 @@ import pytest
 
 import jobstore
 from jobstore import broker
-from api.auth import create_token
+from jobstore.tokens import create_token
 from jobstore.queues import queue_name
 from jobstore.settings import Settings
 
