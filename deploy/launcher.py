@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 
-from jobstore.settings import Settings
-from deploy import processes
 from deploy.home import DEFAULT_HOME, HomeLayout, settings_env
 from deploy.redis_server import (RedisNotFound, free_port, redis_argv, redis_server_binary,
                                  wait_for_redis)
+from jobstore.settings import Settings
+from worker import proctree
 
 DEMO_DATASETS = {  # name under DATA_ROOT -> arguments of `python -m sam3_video.data synthetic`
     "synthetic": ["--videos", "8", "--frames", "8", "--seed", "0"],
@@ -52,7 +52,7 @@ class LocalStack:
     def __init__(self, home: str | Path, host: str, port: int):
         self.layout = HomeLayout.of(home)
         self.host, self.port = host, port
-        self.children: dict[str, processes.Child] = {}
+        self.children: dict[str, proctree.Child] = {}
         self.stop_requested = threading.Event()
         self.lock_file = None  # held while this stack owns the home
 
@@ -109,7 +109,6 @@ class LocalStack:
     def prepare_database(self) -> None:
         """Migrate, hand interrupted jobs back to the queue, create the first admin token."""
         import jobstore
-        from jobstore.settings import Settings
 
         settings = Settings()
         jobstore.migrate(settings)
@@ -154,9 +153,9 @@ class LocalStack:
                               "-Q", "cpu", "--concurrency", "1", "-n", "local-cpu@%h",
                               "--loglevel", "INFO"], extra_env=env)
 
-    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> processes.Child:
+    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> proctree.Child:
         env = {**os.environ, **(extra_env or {})}
-        child = processes.start_child(name, argv, env, self.layout.logs / f"{name}.log")
+        child = proctree.start_child(name, argv, env, self.layout.logs / f"{name}.log")
         self.children[name] = child
         return child
 
@@ -187,7 +186,7 @@ class LocalStack:
             self.check_children()
             for child in self.children.values():
                 child.remember_descendants()
-            processes.reap_orphans(own)
+            proctree.reap_orphans(own)
 
     # --- stop --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -201,10 +200,10 @@ class LocalStack:
                 continue
             if child.alive():
                 log(f"stopping {name}")
-            if not processes.stop_child(child, signal.SIGTERM, grace):
+            if not proctree.stop_child(child, signal.SIGTERM, grace):
                 log(f"{name} did not stop within {grace:.0f} s and was killed")
             known.extend(child.known.values())
-        for leftover in processes.sweep(known):
+        for leftover in proctree.sweep(known):
             log(f"killed leftover process {leftover}")
         if self.lock_file is not None:  # else these files belong to the stack holding the home
             self.layout.redis_port_file.unlink(missing_ok=True)
@@ -233,7 +232,7 @@ def requeue_interrupted_jobs(settings: Settings) -> list[str]:
 
 def up(home: str | Path, host: str, port: int | None) -> int:
     stack = LocalStack(home, host, port or free_port(host))
-    processes.become_subreaper()
+    proctree.become_subreaper()
 
     def request_stop(signum, frame):
         stack.stop_requested.set()
