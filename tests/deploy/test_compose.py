@@ -171,10 +171,7 @@ def documented_names() -> set[str]:
 
 
 def test_env_example_documents_every_setting():
-    try:
-        from jobstore.settings import Settings   # where the Settings object lives now
-    except ImportError:
-        from api.settings import Settings        # before the jobstore package
+    from jobstore.settings import Settings
 
     expected = {f"SAM3V_{name.upper()}" for name in Settings.model_fields}
     assert expected - documented_names() == set()
