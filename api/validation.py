@@ -15,7 +15,7 @@ from api.schemas import JobCreate
 from jobstore.settings import Settings
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_under
 from sam3_video.data import validate_dataset
-from sam3_video.run_layout import LATEST, find_checkpoint
+from sam3_video.run_layout import LATEST, find_checkpoint, job_dir
 
 
 
@@ -63,7 +63,7 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
             problems.append("config.model.init: give path or job_id, not both")
         elif init.job_id is not None:
             path = problems.check(_previous_checkpoint, "config.model.init.checkpoint", problems,
-                                  engine, caller, init.job_id, init.checkpoint)
+                                  engine, settings.runs_root, caller, init.job_id, init.checkpoint)
             if path is not None:
                 config.model.init.path = str(path)
         elif init.path is not None:
@@ -108,7 +108,7 @@ def _dataset_problems(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     return tuple(str(p) for p in validate_dataset(path))
 
 
-def _previous_checkpoint(problems: list, engine: Engine, caller: Caller, job_id: int,
+def _previous_checkpoint(problems: list, engine: Engine, runs_root: Path, caller: Caller, job_id: int,
                          name: str) -> Path | None:
     field = "config.model.init"
     job = jobstore.get_job(job_id, engine=engine) if job_id <= MAX_ID else None
@@ -116,7 +116,7 @@ def _previous_checkpoint(problems: list, engine: Engine, caller: Caller, job_id:
         problems.append(f"{field}.job_id: job {job_id} not found")
         return None
     try:
-        path = find_checkpoint(job.run_dir, name)
+        path = find_checkpoint(job_dir(runs_root, job_id), name)
     except ValueError as err:
         problems.append(f"{field}.checkpoint: {err}")
         return None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 import jobstore
 from api.schemas import AttemptOut, Failure, JobOut, MetricValue, Progress
+from sam3_video.run_layout import EVALUATION_FILE, job_dir
 
 ETA_WINDOW = 20  # recent steps used for the rate
 ETA_METRIC = "loss"  # every training step logs it
@@ -63,13 +64,13 @@ def _numbers(d) -> dict[str, float | None]:
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def evaluation(session: Session, job: jobstore.Job) -> dict | None:
+def evaluation(session: Session, job: jobstore.Job, run_dir: Path) -> dict | None:
     """{"base", "final", "delta"} for a training job with validation metrics: from
-    run_dir/evaluation.json when written, else from the first and last val/* metrics."""
+    RUN_DIR/evaluation.json when written, else from the first and last val/* metrics."""
     if job.kind != "train":
         return None
     base, final = {}, {}
-    path = Path(job.run_dir) / "evaluation.json"
+    path = run_dir / EVALUATION_FILE
     try:
         data = json.loads(path.read_text())
         base, final = _numbers(data.get("base")), _numbers(data.get("final"))
@@ -90,8 +91,10 @@ def evaluation(session: Session, job: jobstore.Job) -> dict | None:
     return {"base": base, "final": final, "delta": delta}
 
 
-def job_out(job: jobstore.Job, owner: str, session: Session | None = None) -> JobOut:
-    """The job's JSON. With a session: the detail view (ETA, metrics, evaluation, attempts)."""
+def job_out(job: jobstore.Job, owner: str, session: Session | None = None,
+            run_dir: Path | None = None) -> JobOut:
+    """The job's JSON. With a session and the job's run directory: the detail view (ETA,
+    metrics, evaluation, attempts)."""
     eta = eta_from_steps(session, job) if session is not None else job.eta_seconds
     fraction = min(1.0, job.step / job.max_steps) if job.max_steps else None
     if job.state == "succeeded":
@@ -109,7 +112,7 @@ def job_out(job: jobstore.Job, owner: str, session: Session | None = None) -> Jo
         failure=failure, config=job.config, links=links(job.id))
     if session is not None:
         out.last_metrics = last_metrics(session, job.id)
-        out.evaluation = evaluation(session, job)
+        out.evaluation = evaluation(session, job, run_dir)
         out.attempts = [AttemptOut(number=a.number, worker_id=a.worker_id,
                                    started_at=iso(a.started_at), finished_at=iso(a.finished_at),
                                    outcome=a.outcome, reason=a.reason)
@@ -126,6 +129,7 @@ def owner_names(session: Session, owner_ids: set[int]) -> dict[int, str]:
                                 .where(jobstore.User.id.in_(owner_ids))).all())
 
 
-def job_detail(engine, job: jobstore.Job) -> JobOut:
+def job_detail(engine, job: jobstore.Job, runs_root: Path) -> JobOut:
     with jobstore.session_scope(engine, write=False) as s:
-        return job_out(job, owner_names(s, {job.owner_id}).get(job.owner_id, "?"), s)
+        return job_out(job, owner_names(s, {job.owner_id}).get(job.owner_id, "?"), s,
+                       job_dir(runs_root, job.id))

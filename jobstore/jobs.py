@@ -51,7 +51,7 @@ def _insert(session: Session):
 # ---------------------------------------------------------------- API side
 
 def create_job(session: Session, *, owner_id: int, kind: str, name: str | None, config: dict,
-               gpus: int, queue: str, priority: int, max_attempts: int, runs_root) -> Job:
+               gpus: int, queue: str, priority: int, max_attempts: int) -> Job:
     """Insert a queued job inside the caller's transaction (so an idempotency key can
     be stored atomically with it)."""
     now = time.time()
@@ -61,7 +61,6 @@ def create_job(session: Session, *, owner_id: int, kind: str, name: str | None, 
               enqueued_at=now)
     session.add(job)
     session.flush()  # assigns job.id
-    job.run_dir = str(runs_root / f"job-{job.id}")
     _state_event(session, job)
     return job
 

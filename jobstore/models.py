@@ -1,5 +1,9 @@
 """The schema. Migrations in jobstore/migrations/versions mirror it; a test checks they agree.
 
+A job's run directory is not stored: it is RUNS_ROOT/job-<id>
+(`sam3_video.run_layout.job_dir(settings.runs_root, job.id)`), on every host that mounts
+RUNS_ROOT.
+
 Times are unix seconds (float): portable across SQLite and PostgreSQL without time-zone
 surprises, and lease arithmetic is plain subtraction.
 """
@@ -45,7 +49,6 @@ class Job(Base):
     gpus: Mapped[int] = mapped_column(Integer)
     queue: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)
-    run_dir: Mapped[str] = mapped_column(Text, default="")
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[str | None] = mapped_column(String(200))

@@ -63,9 +63,6 @@ class Settings(BaseSettings):
         self.runs_root = self.runs_root.expanduser().resolve()
         return self
 
-    def run_dir(self, job_id: int) -> Path:
-        return self.runs_root / f"job-{job_id}"
-
 
 @lru_cache
 def get_settings() -> Settings:

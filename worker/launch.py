@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sam3_video.run_layout import JOB_FILE, log_path
+
 PROGRAMS = {"train": "sam3_video.train", "eval": "sam3_video.evaluate"}
 _PR_SET_PDEATHSIG = 1
 
@@ -49,15 +51,11 @@ def child_env(data_root: Path, runs_root: Path, cuda_devices: list[int]) -> dict
     return env
 
 
-def log_path(run_dir: Path, attempt: int) -> Path:
-    return run_dir / "logs" / f"attempt-{attempt}.log"
-
-
 def start(kind: str, nproc: int, run_dir: Path, attempt: int, env: dict[str, str]) -> subprocess.Popen:
     """Start torchrun for RUN_DIR/job.json; stdout+stderr go to RUN_DIR/logs/attempt-N.log."""
     path = log_path(run_dir, attempt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    argv = torchrun_argv(kind, nproc, run_dir / "job.json", run_dir)
+    argv = torchrun_argv(kind, nproc, run_dir / JOB_FILE, run_dir)
     with open(path, "ab") as logfile:
         logfile.write(f"$ {' '.join(argv)}\n".encode())
         logfile.flush()

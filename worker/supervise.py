@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 import jobstore
+from sam3_video.run_layout import CHECKPOINT_DIR, METRICS_FILE
 from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
 from worker.proctree import ProcessTree
 
@@ -60,8 +61,8 @@ class Supervisor:
         self.stop_requested = stop_requested
         self.tick_s = tick_s
         # Every attempt re-reads metrics.jsonl from the start (see writer_of).
-        self.metrics = MetricsTail(run_dir / "metrics.jsonl")
-        self.checkpoints = CheckpointScanner(run_dir / "checkpoints")
+        self.metrics = MetricsTail(run_dir / METRICS_FILE)
+        self.checkpoints = CheckpointScanner(run_dir / CHECKPOINT_DIR)
         self.checkpoints.seen |= registered_checkpoints(job_id)
         self.rate = StepRate()
         self.last_step: int | None = None

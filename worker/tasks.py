@@ -21,9 +21,10 @@ from jobstore.settings import Settings, get_settings
 from sam3_video import exit_codes
 from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalConfig,
                                TrainConfig, parse_config, resolve_under)
+from sam3_video.run_layout import (JOB_FILE, LATEST, find_checkpoint, job_dir, log_path,
+                                   write_json_atomic)
 from worker import launch
 from worker.celery_app import app, cancel_grace_s, worker_gpu_ids, worker_id
-from sam3_video.run_layout import LATEST, find_checkpoint, write_json_atomic
 from worker.supervise import Outcome, Supervisor
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def run(job_id: int, settings: Settings | None = None) -> str:
 
 
 def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> str:
-    run_dir = Path(job.run_dir) if job.run_dir else settings.run_dir(job.id)
+    run_dir = job_dir(settings.runs_root, job.id)
     try:
         config = resolved_config(job.kind, job.config, settings)
     except ConfigError as err:
@@ -92,7 +93,7 @@ def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> st
         outcome = supervisor.run()
     finally:
         supervisor.tree.kill()  # whatever happened above, no process of this attempt stays
-    return finish(job, outcome, launch.log_path(run_dir, job.attempt), settings)
+    return finish(job, outcome, log_path(run_dir, job.attempt), settings)
 
 
 # ---------------------------------------------------------------- job.json
@@ -111,7 +112,7 @@ def resolved_config(kind: str, raw: dict, settings: Settings) -> TrainConfig | E
     init = config.model.init
     if init is not None:
         if init.path is None and init.job_id is not None:
-            init.path = str(job_checkpoint(settings.run_dir(init.job_id), init.checkpoint,
+            init.path = str(job_checkpoint(job_dir(settings.runs_root, init.job_id), init.checkpoint,
                                            init.job_id))
         if init.path is not None:
             init.path = str(resolve_under(init.path, "model.init.path", weight_roots))
@@ -136,7 +137,7 @@ def write_job_file(run_dir: Path, job: jobstore.Job, config: TrainConfig | EvalC
     run_dir.mkdir(parents=True, exist_ok=True)
     envelope = {"kind": job.kind, "job_id": job.id, "attempt": job.attempt,
                 "config": config.model_dump(mode="json")}
-    return write_json_atomic(run_dir / "job.json", envelope, indent=2)
+    return write_json_atomic(run_dir / JOB_FILE, envelope, indent=2)
 
 
 # ---------------------------------------------------------------- finishing

@@ -23,6 +23,8 @@ from jobstore.queues import queue_name
 from api.schemas import JobCreate, JobList, JobOut, JobState
 from api.validation import validate_job
 from api.views import job_detail, job_out, owner_names
+from jobstore.settings import Settings
+from sam3_video.run_layout import job_dir
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -58,7 +60,7 @@ def create_job(body: JobCreate, request: Request, response: Response,
         with jobstore.session_scope(engine, write=False) as s:
             job = _replay(s, caller, idempotency_key, body_hash)
         if job is not None:
-            return _replayed(response, engine, job)
+            return _replayed(response, engine, settings, job)
     config = validate_job(body, settings, engine, caller)
 
     for try_number in range(2):
@@ -71,7 +73,7 @@ def create_job(body: JobCreate, request: Request, response: Response,
                     s, owner_id=caller.id, kind=body.kind, name=body.name,
                     config=config.model_dump(mode="json"), gpus=config.gpus,
                     queue=queue_name(config.gpus), priority=body.priority,
-                    max_attempts=settings.max_attempts, runs_root=settings.runs_root)
+                    max_attempts=settings.max_attempts)
                 if idempotency_key:
                     s.add(jobstore.IdempotencyKey(user_id=caller.id, key=idempotency_key,
                                                body_sha256=body_hash, job_id=job.id,
@@ -84,17 +86,17 @@ def create_job(body: JobCreate, request: Request, response: Response,
                 raise ApiError(409, f"Idempotency-Key {idempotency_key!r} is in use by a "
                                     "concurrent request; retry") from None
     if earlier is not None:
-        return _replayed(response, engine, earlier)
+        return _replayed(response, engine, settings, earlier)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
     broker.enqueue(settings, job.id, job.gpus, engine=engine)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, caller.name)
 
 
-def _replayed(response: Response, engine, job: jobstore.Job) -> JobOut:
+def _replayed(response: Response, engine, settings: Settings, job: jobstore.Job) -> JobOut:
     response.status_code = 200
     response.headers["Location"] = f"/jobs/{job.id}"
-    return job_detail(engine, job)
+    return job_detail(engine, job, settings.runs_root)
 
 
 def _encode_cursor(before_id: int) -> str:
@@ -141,17 +143,17 @@ def list_jobs(request: Request, caller: Caller = Depends(current_caller),
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 422))
 def get_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
     """State, attempt, timestamps, progress and ETA, last metrics, failure reason, links."""
-    return job_detail(request.app.state.engine, job)
+    return job_detail(request.app.state.engine, job, request.app.state.settings.runs_root)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 409, 422))
 def cancel_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
     """queued: cancelled at once; running: cancelling until the worker confirms. Idempotent."""
-    engine = request.app.state.engine
+    settings, engine = request.app.state.settings, request.app.state.engine
     if job.state in ("succeeded", "failed"):
         raise ApiError(409, f"job {job.id} already {job.state}; nothing to cancel")
     job = jobstore.cancel_job(job.id, engine=engine) or job
-    return job_detail(engine, job)
+    return job_detail(engine, job, settings.runs_root)
 
 
 @router.post("/{job_id}/retry", response_model=JobOut, responses=responses(401, 404, 409, 422))
@@ -162,7 +164,7 @@ def retry_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Job
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")
     broker.enqueue(settings, retried.id, retried.gpus, engine=engine)
-    return job_detail(engine, retried)
+    return job_detail(engine, retried, settings.runs_root)
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response,
@@ -173,7 +175,7 @@ def delete_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Re
     deleted = jobstore.delete_job(job.id, engine=engine)
     if deleted is None:
         raise ApiError(409, f"job {job.id} is {job.state}; cancel it and wait until it is finished")
-    run_dir = Path(deleted.run_dir).resolve()
+    run_dir = job_dir(settings.runs_root, deleted.id).resolve()
     if settings.runs_root in run_dir.parents:  # never remove anything outside RUNS_ROOT
         shutil.rmtree(run_dir, ignore_errors=True)
     return Response(status_code=204)

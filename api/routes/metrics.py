@@ -1,7 +1,6 @@
 """A job's metric time series and its attempt logs."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,6 +11,7 @@ from api.deps import visible_job
 from api.errors import ApiError, responses
 from api.schemas import LogChunk, MetricPoint, MetricSeries, MetricsOut
 from api.views import finite
+from sam3_video.run_layout import job_dir, log_path
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["jobs"])
 
@@ -60,16 +60,17 @@ def get_metrics(request: Request, job: jobstore.Job = Depends(visible_job),
 
 
 @router.get("/logs", response_model=LogChunk, responses=responses(401, 404, 416, 422))
-def get_logs(job: jobstore.Job = Depends(visible_job),
+def get_logs(request: Request, job: jobstore.Job = Depends(visible_job),
              attempt: Annotated[int | None, Query(ge=1, le=10_000, description="default: the current attempt")] = None,
              offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
              limit: Annotated[int, Query(ge=1, le=1024 * 1024)] = 64 * 1024) -> LogChunk:
     """Up to `limit` bytes of RUN_DIR/logs/attempt-N.log from byte `offset`."""
+    settings = request.app.state.settings
     attempt = attempt or job.attempt
     if attempt < 1 or attempt > job.attempt:
         raise ApiError(404, f"attempt: job {job.id} has no attempt {attempt} "
                             f"(attempts so far: {job.attempt})")
-    path = Path(job.run_dir) / "logs" / f"attempt-{attempt}.log"
+    path = log_path(job_dir(settings.runs_root, job.id), attempt)
     try:
         with open(path, "rb") as f:
             size = f.seek(0, 2)

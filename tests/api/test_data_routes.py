@@ -10,6 +10,7 @@ import time
 
 import jobstore
 from api.routes.metrics import downsample
+from sam3_video.run_layout import job_dir
 
 
 def _sse_events(text: str) -> list[dict]:
@@ -58,14 +59,14 @@ def test_metrics_names_since_step_and_max_points(client, auth, make_job, engine)
     assert client.get("/jobs/999/metrics", headers=h).status_code == 404
 
 
-def test_logs_by_attempt_and_offset(client, auth, make_job, engine):
+def test_logs_by_attempt_and_offset(client, auth, make_job, engine, settings):
     job = make_job()
     h = auth["alice"]
     r = client.get(f"/jobs/{job['id']}/logs", headers=h)
     assert r.status_code == 404 and "no attempt" in r.json()["detail"]
     claimed = jobstore.claim_job(job["id"], "w", 60, engine=engine)
     assert client.get(f"/jobs/{job['id']}/logs", headers=h).json()["size"] == 0  # not written yet
-    logs = os.path.join(claimed.run_dir, "logs")
+    logs = os.path.join(job_dir(settings.runs_root, claimed.id), "logs")
     os.makedirs(logs)
     with open(os.path.join(logs, "attempt-1.log"), "w") as f:
         f.write("line one\nline two ünïcode\n")
@@ -109,11 +110,11 @@ def test_events_stream_replays_and_resumes_with_last_event_id(client, auth, make
     assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
 
 
-def test_checkpoint_list_and_ranged_download(client, auth, make_job, engine):
+def test_checkpoint_list_and_ranged_download(client, auth, make_job, engine, settings):
     job = make_job()
     jid, h = job["id"], auth["alice"]
     claimed = jobstore.claim_job(jid, "w", 60, engine=engine)
-    ckpt_dir = os.path.join(claimed.run_dir, "checkpoints")
+    ckpt_dir = os.path.join(job_dir(settings.runs_root, claimed.id), "checkpoints")
     os.makedirs(ckpt_dir)
     payload = os.urandom(300_001)
     path = os.path.join(ckpt_dir, "step_0000005.pt")

@@ -8,6 +8,7 @@ import redis
 from sqlalchemy import func, select
 
 import jobstore
+from sam3_video.run_layout import job_dir
 from tests.api.conftest import train_body
 
 
@@ -32,7 +33,7 @@ def test_post_creates_queued_job_and_enqueues_to_cpu_queue(client, auth, setting
     message = broker.lindex("cpu", 0).decode()
     assert "sam3v.run_job" in message
     row = jobstore.get_job(job["id"], engine=engine)
-    assert row.run_dir == str(settings.runs_root / f"job-{job['id']}")
+    assert str(job_dir(settings.runs_root, row.id)) == str(settings.runs_root / f"job-{job['id']}")
     assert row.enqueued_at >= row.created_at
 
 
@@ -129,9 +130,9 @@ def test_get_job_detail_shows_progress_metrics_eta_and_failure(client, auth, mak
     assert body["progress"]["eta_seconds"] is None and body["finished_at"] is not None
 
 
-def test_evaluation_json_wins_over_metrics(client, auth, make_job, engine):
+def test_evaluation_json_wins_over_metrics(client, auth, make_job, engine, settings):
     job = make_job()
-    run_dir = jobstore.get_job(job["id"], engine=engine).run_dir
+    run_dir = job_dir(settings.runs_root, job["id"])
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, "evaluation.json"), "w") as f:
         f.write('{"base": {"val/J&F": 0.25}, "final": {"val/J&F": 0.75, "val/extra": 1}}')
@@ -206,6 +207,9 @@ def test_cancel_queued_running_and_idempotent(client, auth, make_job, engine):
 def test_retry_requeues_failed_job_keeping_run_dir(client, auth, make_job, engine, settings):
     h = auth["alice"]
     job = make_job()
+    kept = job_dir(settings.runs_root, job["id"]) / "checkpoints" / "step_0000005.pt"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"w")  # what the next attempt resumes from
     r = client.post(f"/jobs/{job['id']}/retry", headers=h)
     assert r.status_code == 409 and "queued" in r.json()["detail"]
     jobstore.claim_job(job["id"], "w", 60, engine=engine)
@@ -219,13 +223,14 @@ def test_retry_requeues_failed_job_keeping_run_dir(client, auth, make_job, engin
     assert body["max_attempts"] == 1 + settings.max_attempts
     assert broker.llen("cpu") == 1
     again = jobstore.claim_job(job["id"], "w2", 60, engine=engine)
-    assert again.attempt == 2 and again.run_dir == jobstore.get_job(job["id"], engine=engine).run_dir
+    assert again.attempt == 2 and job_dir(settings.runs_root, again.id) == kept.parent.parent
+    assert kept.read_bytes() == b"w"
 
 
-def test_delete_only_finished_and_removes_run_dir(client, auth, make_job, engine):
+def test_delete_only_finished_and_removes_run_dir(client, auth, make_job, engine, settings):
     h = auth["alice"]
     job = make_job()
-    run_dir = jobstore.get_job(job["id"], engine=engine).run_dir
+    run_dir = job_dir(settings.runs_root, job["id"])
     os.makedirs(os.path.join(run_dir, "checkpoints"))
     r = client.delete(f"/jobs/{job['id']}", headers=h)
     assert r.status_code == 409 and "queued" in r.json()["detail"]

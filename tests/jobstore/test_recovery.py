@@ -35,7 +35,7 @@ def rig(tmp_path, redis_url):
         with jobstore.session_scope(engine) as s:
             job = jobstore.create_job(s, owner_id=user_id, kind="train", name=None,
                                       config={"max_steps": 10}, gpus=0, queue="cpu", priority=0,
-                                      max_attempts=max_attempts, runs_root=settings.runs_root)
+                                      max_attempts=max_attempts)
         for number in range(1, attempts + 1):
             claimed = jobstore.claim_job(job.id, "w", lease_s, engine=engine)
             if number < attempts:

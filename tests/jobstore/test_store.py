@@ -29,7 +29,7 @@ def db(tmp_path):
         with jobstore.session_scope(engine) as s:
             return jobstore.create_job(s, owner_id=user_id, kind="train", name=None,
                                     config={"max_steps": 10}, gpus=0, queue="cpu", priority=0,
-                                    max_attempts=kw.get("max_attempts", 3), runs_root=settings.runs_root)
+                                    max_attempts=kw.get("max_attempts", 3))
     return engine, new_job
 
 
@@ -44,7 +44,7 @@ def test_migrations_match_models_and_rerun_is_noop(tmp_path, db):
     jobstore.migrate(engine=engine)  # second run: nothing to do, no error
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), jobstore.Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(db):
@@ -157,4 +157,4 @@ def test_concurrent_migrators_all_succeed(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     engine = jobstore.create_db_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]

@@ -203,7 +203,7 @@ class Stack:
         with jobstore.session_scope(self.engine) as s:
             job = jobstore.create_job(s, owner_id=self.owner_id, kind=kind, name=None, config=config,
                                    gpus=gpus, queue=queue or queue_name(gpus), priority=0,
-                                   max_attempts=3, runs_root=self.runs_root)
+                                   max_attempts=3)
         if queue:
             broker.celery_client(self.settings).send_task(broker.TASK_NAME, args=[job.id], queue=queue)
         else:
