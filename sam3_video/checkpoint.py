@@ -4,6 +4,11 @@ Layout: RUN_DIR/checkpoints/step_XXXXXXX.pt (7-digit step). A file is written as
 `<name>.tmp`, fsynced, then os.replace'd into place, so a reader (the worker, or a resumed
 run) never sees a half-written checkpoint under a checkpoint name. A file that is cut
 short anyway (disk full, copied by hand) fails to load and is skipped on resume.
+
+A checkpoint holds only tensors and plain data (numbers, strings, None, lists, dicts), so
+it is read with torch.load(weights_only=True) like every weights file (sam3_video.weights):
+the RNG states are stored as tensors and numbers (`rng_states`), the sampler's position as
+ints, the config as its JSON dump.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 
 from sam3_video.run_layout import checkpoint_name, list_checkpoints  # noqa: F401 (re-exported)
+from sam3_video.weights import load_file
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +52,8 @@ def prune(directory: str | os.PathLike, keep_last: int) -> None:
 
 
 def load(path: str | os.PathLike) -> dict:
-    # weights_only=False: our checkpoints hold RNG states (numpy tuples) and the config dict.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint's content (weights_only=True: tensors and plain data only)."""
+    return load_file(path)
 
 
 def load_latest(directory: str | os.PathLike) -> dict | None:
@@ -68,16 +74,31 @@ def load_latest(directory: str | os.PathLike) -> dict | None:
 
 
 def rng_states() -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(),
-              "torch": torch.get_rng_state()}
+    """The state of every generator training draws from (python `random`, numpy's global
+    one, torch's CPU one and, when present, every CUDA device's), as tensors and plain
+    numbers only, so that a checkpoint holding it loads with weights_only=True."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    states = {
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss_next": py_gauss},
+        "numpy": {"bit_generator": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss),
+                  "cached_gaussian": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state_all()  # a list of uint8 tensors
     return states
 
 
 def restore_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    """Set every generator back to what `rng_states` returned."""
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
+    n = states["numpy"]
+    np.random.set_state((n["bit_generator"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

@@ -13,6 +13,7 @@ import torch
 
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path, weights_path
 from sam3_video.tasks.checks import config_problems
+from sam3_video.weights import load_track_model_weights
 
 
 class TrackTask:
@@ -49,7 +50,8 @@ class TrackTask:
                                   PromptSettings.from_track_config(self.track))
         init = self.cfg.model.init
         if init is not None and init.path is not None:
-            load_initial_weights(model, weights_path(init.path, "model.init.path"))
+            load_track_model_weights(model, weights_path(init.path, "model.init.path"),
+                                     self.cfg.model.preset)
         frozen = self.cfg.model.freeze.vision_backbone
         set_trainable(model, train_trunk=self.track.train_trunk and not frozen,
                       train_tracker_neck=self.track.train_backbone_neck and not frozen)
@@ -104,36 +106,3 @@ class TrackTask:
         from sam3_video.tracker.evaluate import score_track_predictions
 
         return score_track_predictions(predictions, root)
-
-
-def load_initial_weights(model: torch.nn.Module, path: Path) -> None:
-    """Initial weights for a TrackModel from an upstream sam3.pt (or our export in that
-    layout: `detector.backbone.*` + `tracker.*`) or from a training checkpoint of ours.
-    A detector-only file initialises the backbone and leaves the tracker at random init."""
-    from sam3_video.tracker.export import from_upstream_state_dict
-
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ConfigError([f"model.init.path: {path} does not load ({type(err).__name__}: {err})"]) from None
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-        raw = raw["model"]
-    if not isinstance(raw, dict):
-        raise ConfigError([f"model.init.path: {path} holds no state dict"])
-    # Upstream layout if it has detector.* keys; otherwise our own (backbone.* / tracker.*).
-    state = from_upstream_state_dict(raw) if any(k.startswith("detector.") for k in raw) else raw
-    own = model.state_dict()
-    problems = [f"model.init.path: {path}: {k} has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)}"
-                for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
-    tracker_missing = [k for k in missing if k.startswith("tracker.")]
-    if len(tracker_missing) == sum(k.startswith("tracker.") for k in own):
-        print(f"model.init.path: {path} has no tracker weights; the tracker starts from random init",
-              flush=True)
-        missing = [k for k in missing if not k.startswith("tracker.")]
-    if missing:
-        problems.append(f"model.init.path: {path} lacks {len(missing)} of the model's tensors "
-                        f"(first: {', '.join(missing[:3])}); is it the right preset?")
-    if problems:
-        raise ConfigError(problems[:10])
-    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

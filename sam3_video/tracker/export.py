@@ -1,18 +1,14 @@
-"""Tracker weights in the upstream sam3.pt layout, and back.
+"""Tracker weights in the upstream sam3.pt layout, and into sam3's predictor.
 
-sam3.pt holds `detector.*` (image model, including the shared vision backbone and its
-tracker neck `sam2_convs`) and `tracker.*` (memory attention, memory encoder, SAM heads,
-object pointers; the upstream video model's tracker has no backbone of its own). Our
-TrackModel stores `backbone.*` (= sam3.pt's `detector.backbone.*`) and `tracker.*` (the same
-keys as sam3.pt's), so the mapping is a prefix change.
+Our TrackModel stores `backbone.*` (= sam3.pt's `detector.backbone.*`) and `tracker.*` (the
+same keys as sam3.pt's; the upstream tracker owns no backbone either), so the mapping is a
+prefix change, sam3_video.weights' `to_upstream_layout` / `track_model_weights`.
 """
 from __future__ import annotations
 
 import torch
 
-TRACKER_PREFIX = "tracker."
-UPSTREAM_BACKBONE_PREFIX = "detector.backbone."
-OWN_BACKBONE_PREFIX = "backbone."
+from sam3_video.weights import TRACKER_PREFIX, to_upstream_layout
 
 
 def tracker_state_dict(model) -> dict[str, torch.Tensor]:
@@ -25,19 +21,7 @@ def tracker_state_dict(model) -> dict[str, torch.Tensor]:
 def upstream_state_dict(model) -> dict[str, torch.Tensor]:
     """Everything a TrackModel holds, in the upstream layout: `tracker.*` plus the shared
     vision backbone as `detector.backbone.*`."""
-    state = model if isinstance(model, dict) else model.state_dict()
-    out = tracker_state_dict(state)
-    out.update({UPSTREAM_BACKBONE_PREFIX + k[len(OWN_BACKBONE_PREFIX):]: v.detach().cpu()
-                for k, v in state.items() if k.startswith(OWN_BACKBONE_PREFIX)})
-    return out
-
-
-def from_upstream_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Upstream layout -> TrackModel keys (detector keys other than the backbone are dropped)."""
-    out = {k: v for k, v in state.items() if k.startswith(TRACKER_PREFIX)}
-    out.update({OWN_BACKBONE_PREFIX + k[len(UPSTREAM_BACKBONE_PREFIX):]: v
-                for k, v in state.items() if k.startswith(UPSTREAM_BACKBONE_PREFIX)})
-    return out
+    return to_upstream_layout(model if isinstance(model, dict) else model.state_dict())
 
 
 def load_into_predictor(predictor, exported: dict[str, torch.Tensor]) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from sam3 import model_builder
 
-from sam3_video.export import export_state_dict
+from sam3_video import checkpoint
 from sam3_video.model import build_model
 from sam3_video.config import ModelConfig
+from sam3_video.weights import to_upstream_layout as export_state_dict
 
 from .conftest import tiny_model
 
@@ -24,9 +24,9 @@ def _export_cli(*args) -> subprocess.CompletedProcess:
 
 
 def _training_checkpoint(model, path):
-    """Shaped like the trainer's checkpoints: model + optimiser + non-tensor state."""
+    """Shaped like the trainer's checkpoints: model + optimiser + RNG and other plain state."""
     torch.save({"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []},
-                "step": 7, "rng": {"numpy": np.random.get_state()}}, path)
+                "step": 7, "rng": [checkpoint.rng_states()], "config": {"seed": 0}}, path)
 
 
 def _predictions(model, batch) -> list[dict]:
@@ -92,14 +92,24 @@ def test_base_fills_what_detection_training_lacks(tmp_path):
     build_model(ModelConfig(), with_tracker_neck=True).load_state_dict(detector, strict=True)
 
 
-@pytest.mark.parametrize("content", [None, b"not a torch file", "list"])
+class _Payload:
+    """An object whose unpickling would run code: a weights-only load must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+@pytest.mark.parametrize("content", [None, b"not a torch file", "list", "pickled object"])
 def test_export_rejects_bad_checkpoints_naming_the_file(tmp_path, content):
     path = tmp_path / "bad.pt"
     if content == "list":
         torch.save([1, 2, 3], path)
+    elif content == "pickled object":
+        torch.save({"model": {"w": torch.zeros(1)}, "extra": _Payload()}, path)
     elif content is not None:
         path.write_bytes(content)
     result = _export_cli(path, tmp_path / "out.pt")
     assert result.returncode == 2
     assert str(path) in result.stderr
+    assert "unpickled code ran" not in result.stdout + result.stderr
     assert not (tmp_path / "out.pt").exists()

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sam3_video import checkpoint
 from sam3_video.config import ConfigError, ModelConfig, WeightsRef
-from sam3_video.export import export_state_dict
 from sam3_video.model import build_model
+from sam3_video.weights import to_upstream_layout as export_state_dict
 
 from .conftest import tiny_model
 
@@ -59,19 +60,43 @@ def test_init_file_that_is_no_checkpoint(data_root):
 
 
 def test_previous_job_checkpoint_with_rng_state(tmp_path, monkeypatch):
-    """Trainer checkpoints hold non-tensor state: trusted under RUNS_ROOT only."""
+    """Trainer checkpoints hold RNG states as tensors and plain numbers: they load (weights
+    only) from a previous job under RUNS_ROOT and from DATA_ROOT alike."""
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    runs.mkdir(), data.mkdir()
+    monkeypatch.setenv("DATA_ROOT", str(data))
+    monkeypatch.setenv("RUNS_ROOT", str(runs))
+    source = tiny_model(seed=7)
+    blob = {"model": source.state_dict(), "rng": [checkpoint.rng_states()], "step": 10}
+    torch.save(blob, runs / "step_0000010.pt")
+    torch.save(blob, data / "step_0000010.pt")
+
+    _assert_same_weights(tiny_model(init=WeightsRef(path=str(runs / "step_0000010.pt"))), source)
+    _assert_same_weights(tiny_model(init=WeightsRef(path="step_0000010.pt")), source)
+
+
+class _Payload:
+    """An object whose unpickling would run code."""
+
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_file_pickling_other_objects_is_refused_anywhere(tmp_path, monkeypatch, capsys):
+    """No file is ever fully unpickled, a previous job's checkpoint under RUNS_ROOT included
+    (numpy RNG state pickled as numpy objects, as checkpoints once held, is refused too)."""
     import numpy as np
 
     runs, data = tmp_path / "runs", tmp_path / "data"
     runs.mkdir(), data.mkdir()
     monkeypatch.setenv("DATA_ROOT", str(data))
     monkeypatch.setenv("RUNS_ROOT", str(runs))
-    source = tiny_model(seed=7)
-    blob = {"model": source.state_dict(), "rng": {"numpy": np.random.get_state()}}
-    torch.save(blob, runs / "step_0000010.pt")
-    torch.save(blob, data / "step_0000010.pt")
-
-    loaded = tiny_model(init=WeightsRef(path=str(runs / "step_0000010.pt")))
-    _assert_same_weights(loaded, source)
-    with pytest.raises(ConfigError, match="not a plain tensor checkpoint"):
-        build_model(ModelConfig(init=WeightsRef(path="step_0000010.pt")))
+    state = tiny_model(seed=7).state_dict()
+    blobs = {"numpy.pt": {"model": state, "rng": {"numpy": np.random.get_state()}},
+             "payload.pt": {"model": state, "extra": _Payload()}}
+    for root in (runs, data):
+        for name, blob in blobs.items():
+            torch.save(blob, root / name)
+            with pytest.raises(ConfigError, match="model.init.path: .*not a plain tensor checkpoint"):
+                build_model(ModelConfig(init=WeightsRef(path=str(root / name))))
+    assert "unpickled code ran" not in capsys.readouterr().out

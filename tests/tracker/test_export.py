@@ -5,12 +5,17 @@ import pytest
 import torch
 
 from sam3_video.config import ConfigError
-from sam3_video.tasks.track import load_initial_weights
 from sam3_video.tracker.build import build_track_model
 from sam3_video.tracker.evaluate import build_predictor, evaluate_tracking
-from sam3_video.tracker.export import from_upstream_state_dict, tracker_state_dict, upstream_state_dict
+from sam3_video.tracker.export import tracker_state_dict, upstream_state_dict
+from sam3_video.weights import load_track_model_weights
+from sam3_video.weights import track_model_weights as from_upstream_state_dict
 
 from .conftest import IMAGE_SIZE
+
+
+def load_initial_weights(model, path):
+    load_track_model_weights(model, path, model.preset)
 
 
 def test_no_backbone_weight_is_stored_twice(tiny_model):
@@ -75,3 +80,18 @@ def test_bad_initial_weights_name_the_field(tmp_path):
     torch.save({"tracker.no_obj_ptr": torch.zeros(3)}, wrong)
     with pytest.raises(ConfigError, match="model.init.path.*lacks|has shape"):
         load_initial_weights(model, wrong)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_initial_weights_never_unpickle_objects(tmp_path, capsys):
+    """The track task used to load a user's file with weights_only=False."""
+    model = build_track_model("tiny", IMAGE_SIZE)
+    path = tmp_path / "payload.pt"
+    torch.save({"model": upstream_state_dict(model), "extra": _Payload()}, path)
+    with pytest.raises(ConfigError, match="model.init.path: .*not a plain tensor checkpoint"):
+        load_initial_weights(model, path)
+    assert "unpickled code ran" not in capsys.readouterr().out

@@ -133,6 +133,27 @@ def test_rng_states_round_trip():
     assert random.random() == expected[0] and torch.equal(torch.rand(3), expected[1])
 
 
+def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
+    """Every generator (python, numpy, torch; gaussian caches too) comes back exactly from
+    a checkpoint file read with weights_only=True."""
+    import numpy as np
+
+    random.seed(3), np.random.seed(4), torch.manual_seed(5)
+    random.gauss(0, 1), np.random.normal()  # leave a cached gaussian in both
+    path = checkpoint.save_atomic({"step": 1, "rng": [checkpoint.rng_states()],
+                                   "sampler": ResumableSampler(5, seed=2).state_dict()},
+                                  tmp_path / checkpoint.checkpoint_name(1))
+    expected = (random.random(), random.gauss(0, 1), np.random.normal(), np.random.randint(1 << 30),
+                torch.rand(3))
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    state = torch.load(path, weights_only=True)
+    assert state["sampler"] == ResumableSampler(5, seed=2).state_dict()
+    checkpoint.restore_rng_states(state["rng"][0])
+    got = (random.random(), random.gauss(0, 1), np.random.normal(), np.random.randint(1 << 30),
+           torch.rand(3))
+    assert got[:4] == expected[:4] and torch.equal(got[4], expected[4])
+
+
 def test_real_allocation_failures_count_as_out_of_memory():
     from sam3_video.failures import is_out_of_memory
 
