@@ -1,5 +1,9 @@
 """Checks a POSTed job before anything is stored: the spec (sam3_video.config), every
-path under DATA_ROOT (symlinks followed), the datasets, weights and the GPU count."""
+path in it (resolved under DATA_ROOT, symlinks followed, by sam3_video.config.resolve_paths),
+the datasets, weights and the GPU count.
+
+The spec is stored as the user sent it plus defaults: the resolved paths are only used
+here, and the worker resolves again (on its own host) when it writes job.json."""
 from __future__ import annotations
 
 import functools
@@ -7,36 +11,22 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-import jobstore
 from api.auth import Caller
-from api.deps import MAX_ID
+from api.deps import load_visible_job
 from api.errors import ApiError
 from api.schemas import JobCreate
+from jobstore.checkpoints import previous_checkpoint
 from jobstore.settings import Settings
-from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_under
+from sam3_video.config import (ConfigError, EvalConfig, TrainConfig, dataset_fields,
+                               parse_config, resolve_paths)
 from sam3_video.data import validate_dataset
-from sam3_video.run_layout import LATEST, find_checkpoint, job_dir
-
-
-
-class _Problems(list):
-    def check(self, fn, field: str, *args):
-        """fn(*args), collecting its ConfigError; an unusable path (NUL byte, name too
-        long: ValueError/OSError from the OS) becomes a problem naming `field` too."""
-        try:
-            return fn(*args)
-        except ConfigError as err:
-            self.extend(err.problems)
-        except (ValueError, OSError) as err:
-            reason = getattr(err, "strerror", None) or str(err)  # strerror: no server paths
-            self.append(f"{field}: not a usable path ({reason})"[:300])
-        return None
 
 
 def validate_job(body: JobCreate, settings: Settings, engine: Engine,
                  caller: Caller) -> TrainConfig | EvalConfig:
-    """The parsed spec, with a previous job's checkpoint filled into model.init.path.
-    Raises ApiError(422) listing every problem, each naming its field."""
+    """The parsed spec, unresolved (model.init keeps its job_id, gets no path). Raises
+    ApiError(422) listing every problem, each naming its field: all that the resolver
+    finds; once every path resolves, every missing or broken dataset and weights file."""
     data = dict(body.config)
     if body.gpus is not None:
         data["gpus"] = body.gpus
@@ -45,40 +35,56 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
     except ConfigError as err:
         raise ApiError(422, "invalid job config", [f"config.{p}" for p in err.problems]) from None
 
-    problems = _Problems()
-    data_roots = {"DATA_ROOT": str(settings.data_root)}
-    if isinstance(config, TrainConfig):
-        datasets = [("config.data.train", config.data.train), ("config.data.val", config.data.val)]
+    problems: list[str] = []
+    try:
+        resolved = resolve_paths(config, data_root=settings.data_root,
+                                 checkpoint_of=_checkpoint_lookup(engine, settings, caller))
+    except ConfigError as err:
+        problems.extend(f"config.{p}" for p in err.problems)
     else:
-        datasets = [("config.data.dataset", config.data.dataset)]
-    for field, rel in datasets:
-        if rel is not None:
-            path = problems.check(resolve_under, field, rel, field, data_roots)
-            if path is not None:
-                problems.check(_check_dataset, field, problems, field, rel, path)
-
-    init = config.model.init
-    if init is not None:
-        if init.job_id is not None and init.path is not None:
-            problems.append("config.model.init: give path or job_id, not both")
-        elif init.job_id is not None:
-            path = problems.check(_previous_checkpoint, "config.model.init.checkpoint", problems,
-                                  engine, settings.runs_root, caller, init.job_id, init.checkpoint)
-            if path is not None:
-                config.model.init.path = str(path)
-        elif init.path is not None:
-            roots = {**data_roots, "RUNS_ROOT": str(settings.runs_root)}
-            field = "config.model.init.path"
-            path = problems.check(resolve_under, field, init.path, field, roots)
-            if path is not None and not problems.check(path.is_file, field):
-                problems.append(f"config.model.init.path: weights file {init.path!r} not found")
-
+        _check_files(problems, config, resolved)
     if config.gpus not in settings.gpu_counts:
         problems.append(f"gpus: no worker queue serves {config.gpus} GPU(s); available sizes: "
                         f"{sorted(settings.gpu_counts)} (0 = CPU)")
     if problems:
-        raise ApiError(422, "job rejected: " + problems[0], list(problems))
+        raise ApiError(422, "job rejected: " + problems[0], problems)
     return config
+
+
+def _checkpoint_lookup(engine: Engine, settings: Settings, caller: Caller):
+    """resolve_paths' checkpoint_of: a job the caller may not see is one that does not exist."""
+    def checkpoint_of(job_id: int, name: str) -> Path:
+        try:
+            load_visible_job(engine, job_id, caller)
+        except ApiError:
+            raise ConfigError([f"model.init.job_id: job {job_id} not found"]) from None
+        return previous_checkpoint(settings.runs_root, job_id, name)
+    return checkpoint_of
+
+
+def _check_files(problems: list[str], config: TrainConfig | EvalConfig,
+                 resolved: TrainConfig | EvalConfig) -> None:
+    """The datasets and a user-named weights file exist (a job_id's checkpoint was found by
+    the lookup). A path the OS refuses (name too long) becomes a problem naming its field."""
+    written = dataset_fields(config)
+    for field, path in dataset_fields(resolved).items():
+        _usable(problems, f"config.{field}", _check_dataset, problems, f"config.{field}",
+                written[field], Path(path))
+    init = config.model.init
+    if init is not None and init.path is not None:
+        field = "config.model.init.path"
+        if not _usable(problems, field, Path(resolved.model.init.path).is_file):
+            problems.append(f"{field}: weights file {init.path!r} not found")
+
+
+def _usable(problems: list[str], field: str, fn, *args):
+    """fn(*args); an OSError (ENAMETOOLONG...) becomes a problem naming `field`."""
+    try:
+        return fn(*args)
+    except (ValueError, OSError) as err:
+        reason = getattr(err, "strerror", None) or str(err)  # strerror: no server paths
+        problems.append(f"{field}: not a usable path ({reason})"[:300])
+        return None
 
 
 MAX_DATASET_PROBLEMS = 20  # enough to act on; `python -m sam3_video.data validate` lists all
@@ -106,22 +112,3 @@ def _dataset_problems(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     scripts that POST many jobs on one big dataset pay for one validation; the trainer
     validates again before it starts."""
     return tuple(str(p) for p in validate_dataset(path))
-
-
-def _previous_checkpoint(problems: list, engine: Engine, runs_root: Path, caller: Caller, job_id: int,
-                         name: str) -> Path | None:
-    field = "config.model.init"
-    job = jobstore.get_job(job_id, engine=engine) if job_id <= MAX_ID else None
-    if job is None or not (caller.is_admin or job.owner_id == caller.id):
-        problems.append(f"{field}.job_id: job {job_id} not found")
-        return None
-    try:
-        path = find_checkpoint(job_dir(runs_root, job_id), name)
-    except ValueError as err:
-        problems.append(f"{field}.checkpoint: {err}")
-        return None
-    if path is None:
-        missing = "yet" if name == LATEST else repr(name)
-        problems.append(f"{field}.checkpoint: job {job_id} has no checkpoint {missing}")
-        return None
-    return path.resolve()

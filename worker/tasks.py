@@ -7,6 +7,7 @@ latest checkpoint by itself).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import signal
@@ -17,12 +18,11 @@ from celery.signals import worker_process_init
 
 import jobstore
 from jobstore import broker, recovery
+from jobstore.checkpoints import previous_checkpoint
 from jobstore.settings import Settings, get_settings
 from sam3_video import exit_codes
-from sam3_video.config import (DATA_ROOT_ENV, RUNS_ROOT_ENV, ConfigError, EvalConfig,
-                               TrainConfig, parse_config, resolve_under)
-from sam3_video.run_layout import (JOB_FILE, LATEST, find_checkpoint, job_dir, log_path,
-                                   write_json_atomic)
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_paths
+from sam3_video.run_layout import JOB_FILE, job_dir, log_path, write_json_atomic
 from worker import launch
 from worker.celery_app import app, cancel_grace_s, worker_gpu_ids, worker_id
 from worker.supervise import Outcome, Supervisor
@@ -99,37 +99,11 @@ def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> st
 # ---------------------------------------------------------------- job.json
 
 def resolved_config(kind: str, raw: dict, settings: Settings) -> TrainConfig | EvalConfig:
-    """Validate the stored config and make every path in it absolute."""
+    """Validate the stored config and make every path in it absolute (datasets and a user's
+    weights under DATA_ROOT, model.init.job_id -> that job's checkpoint file)."""
     config = parse_config(kind, raw)
-    data_roots = {DATA_ROOT_ENV: str(settings.data_root)}
-    weight_roots = {**data_roots, RUNS_ROOT_ENV: str(settings.runs_root)}
-    if isinstance(config, TrainConfig):
-        config.data.train = str(resolve_under(config.data.train, "data.train", data_roots))
-        if config.data.val is not None:
-            config.data.val = str(resolve_under(config.data.val, "data.val", data_roots))
-    else:
-        config.data.dataset = str(resolve_under(config.data.dataset, "data.dataset", data_roots))
-    init = config.model.init
-    if init is not None:
-        if init.path is None and init.job_id is not None:
-            init.path = str(job_checkpoint(job_dir(settings.runs_root, init.job_id), init.checkpoint,
-                                           init.job_id))
-        if init.path is not None:
-            init.path = str(resolve_under(init.path, "model.init.path", weight_roots))
-    return config
-
-
-def job_checkpoint(run_dir: Path, name: str, job_id: int) -> Path:
-    """A previous job's checkpoint file: by name, or 'latest' = the highest step."""
-    try:
-        path = find_checkpoint(run_dir, name)
-    except ValueError as err:
-        raise ConfigError([f"model.init.checkpoint: {err}"]) from None
-    if path is None and name == LATEST:
-        raise ConfigError([f"model.init.job_id: job {job_id} has no checkpoint"])
-    if path is None:
-        raise ConfigError([f"model.init.checkpoint: job {job_id} has no checkpoint {name!r}"])
-    return path
+    return resolve_paths(config, data_root=settings.data_root,
+                         checkpoint_of=functools.partial(previous_checkpoint, settings.runs_root))
 
 
 def write_job_file(run_dir: Path, job: jobstore.Job, config: TrainConfig | EvalConfig) -> Path:

@@ -1,6 +1,7 @@
 """POST/GET/list/cancel/retry/delete through the real app, real SQLite, real Redis."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -300,13 +301,36 @@ def test_weights_from_previous_job_checkpoint(client, auth, make_job, engine, se
     (ckpts / "step_0000015.pt.tmp").write_bytes(b"partial")
     r = client.post("/jobs", json=body, headers=h)
     assert r.status_code == 201, r.text
-    assert r.json()["config"]["model"]["init"]["path"] == str(ckpts / "step_0000010.pt")
+    # Stored as sent: the checkpoint is looked up again where it is used (the worker
+    # resolves latest = step_0000010.pt; tests/worker/test_parts.py), no API-host path.
+    assert r.json()["config"]["model"]["init"] == {"path": None, "job_id": src["id"],
+                                                   "checkpoint": "latest"}
     body["config"]["model"]["init"]["checkpoint"] = "step_0000099.pt"
     r = client.post("/jobs", json=body, headers=h)
     assert r.status_code == 422 and "step_0000099.pt" in r.json()["detail"]
     body["config"]["model"]["init"] = {"job_id": src["id"]}
     r = client.post("/jobs", json=body, headers=auth["bob"])  # not bob's job
     assert r.status_code == 422 and f"job {src['id']} not found" in r.json()["detail"]
+
+
+def test_config_read_back_from_a_job_posts_again_unchanged(client, auth, make_job, settings):
+    """GET /jobs/{id} returns the spec as sent plus defaults, so it can be resubmitted:
+    model.init keeps job_id and has no path filled in by the API."""
+    h = auth["alice"]
+    src = make_job()
+    ckpts = job_dir(settings.runs_root, src["id"]) / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "step_0000005.pt").write_bytes(b"w")
+    first = client.post("/jobs", headers=h, json={
+        "kind": "eval", "config": {"data": {"dataset": "synthetic-val"}, "gpus": 0,
+                                   "model": {"init": {"job_id": src["id"]}}}})
+    assert first.status_code == 201, first.text
+    stored = client.get(f"/jobs/{first.json()['id']}", headers=h).json()["config"]
+    assert stored["model"]["init"]["job_id"] == src["id"] and stored["model"]["init"]["path"] is None
+    again = client.post("/jobs", headers=h, json={"kind": "eval", "config": stored})
+    assert again.status_code == 201, again.text
+    assert again.json()["config"] == stored
+    assert str(settings.runs_root) not in json.dumps(stored)  # no server path is stored
 
 
 def test_out_of_range_ids_are_client_errors_not_500(client, auth, make_job):

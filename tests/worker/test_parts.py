@@ -9,11 +9,15 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
+from jobstore.settings import Settings
+from sam3_video.config import ConfigError
+from sam3_video.run_layout import job_dir
 from tests.worker.conftest import wait_until
 from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
 from worker.proctree import ProcessTree
-from worker.tasks import classify, last_lines, log_tail, trainer_exit_code
+from worker.tasks import classify, last_lines, log_tail, resolved_config, trainer_exit_code
 
 
 def test_metrics_tail_keeps_a_partial_line_for_later(tmp_path):
@@ -53,6 +57,29 @@ def test_step_rate_gives_an_eta_and_restarts_on_resume():
     assert rate.eta_seconds(15) == 20.0  # 10 steps left at 2 s each
     rate.add(3, 200.0)  # resumed from an earlier checkpoint
     assert rate.eta_seconds(15) is None
+
+
+def test_job_file_config_resolves_paths_on_the_workers_host(tmp_path):
+    """The stored spec names a previous job; job.json gets that job's latest checkpoint
+    and absolute dataset paths, through the same resolver the API validates with."""
+    settings = Settings(home=tmp_path, data_root=tmp_path / "data", runs_root=tmp_path / "runs")
+    (settings.data_root / "synthetic-val").mkdir(parents=True)
+    ckpts = job_dir(settings.runs_root, 3) / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for step in (5, 10):
+        (ckpts / f"step_{step:07d}.pt").write_bytes(b"w")
+    (ckpts / "step_0000015.pt.tmp").write_bytes(b"partial")
+    stored = {"data": {"dataset": "synthetic-val"}, "gpus": 0, "model": {"init": {"job_id": 3}}}
+    config = resolved_config("eval", stored, settings)
+    assert config.model.init.path == str(ckpts / "step_0000010.pt")
+    assert config.model.init.job_id == 3
+    assert config.data.dataset == str(settings.data_root / "synthetic-val")
+    with pytest.raises(ConfigError, match="job 4 has no checkpoint yet"):
+        resolved_config("eval", {**stored, "model": {"init": {"job_id": 4}}}, settings)
+    # A user-written path resolves under DATA_ROOT only, never into RUNS_ROOT.
+    by_path = {**stored, "model": {"init": {"path": str(ckpts / "step_0000010.pt")}}}
+    with pytest.raises(ConfigError, match="outside DATA_ROOT"):
+        resolved_config("eval", by_path, settings)
 
 
 def test_process_tree_kills_descendants_in_other_sessions(tmp_path):
