@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .native import NativeDataset, load_native
 from .problems import DatasetError, Problem
-from .rle import as_compressed
+from .masks import to_rle
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class NativeGroundingLoader:
                 annotations.append({
                     "id": len(annotations), "image_id": t, "bbox": norm_box,
                     # sam3's own loaders give the area of the normalised box
-                    "area": norm_box[2] * norm_box[3], "segmentation": as_compressed(seg),
+                    "area": norm_box[2] * norm_box[3], "segmentation": to_rle(seg),
                     "object_id": track.id, "frame_index": frame, "is_crowd": track.iscrowd,
                 })
         phrase = self.native.categories[ref.category_id]

@@ -1,8 +1,12 @@
-"""COCO run-length masks: encode for writing, check before anything decodes them.
+"""COCO run-length masks, the one module for them: check, encode, decode, measure.
+
+Every mask this project writes is a COCO RLE with a *str* ``counts`` (JSON-safe, the form
+of the native dataset and of sam3's evaluators). Inputs may be RLEs (str, bytes or
+uncompressed list counts) or 2-D bool/0-1 arrays.
 
 pycocotools' C decoder trusts the run lengths: counts that add up to more than h*w write
-past the end of its buffer. So a mask from a user's file is checked here, in Python,
-before pycocotools ever decodes it.
+past the end of its buffer. So a mask from a user's file is checked here, in Python
+(`rle_problem`), before pycocotools ever decodes it.
 """
 from __future__ import annotations
 
@@ -10,12 +14,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 
-def encode_mask(mask: np.ndarray) -> dict:
-    """A binary (h, w) mask -> COCO RLE with a str `counts` (JSON-ready)."""
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
+# ---------------------------------------------------------------------------- checking
 
 def compressed_counts(counts: str) -> np.ndarray:
     """Decode COCO's compressed counts string into run lengths (rleFrString in maskApi.c).
@@ -85,21 +84,77 @@ def rle_problem(segmentation, height: int, width: int) -> str | None:
     return None
 
 
-def as_compressed(segmentation: dict) -> dict:
-    """RLE with list counts -> compressed str counts (pycocotools' functions want those)."""
-    if isinstance(segmentation["counts"], list):
-        h, w = segmentation["size"]
-        rle = mask_util.frPyObjects(segmentation, h, w)
-        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
-    return segmentation
+# ---------------------------------------------------------------------------- conversion
+
+def is_rle(mask) -> bool:
+    return isinstance(mask, dict) and "counts" in mask and "size" in mask
 
 
-def rle_box(segmentation: dict) -> list[float]:
-    """Tight absolute xywh box of a checked RLE mask (all zeros for an empty mask)."""
-    rle = as_compressed(segmentation)
-    return [float(v) for v in mask_util.toBbox({"size": rle["size"], "counts": rle["counts"].encode()})]
+def to_rle(mask) -> dict:
+    """A JSON-safe compressed RLE for an RLE dict (any counts form) or a 2-D array
+    (truthy = foreground)."""
+    if is_rle(mask):
+        counts = mask["counts"]
+        if isinstance(counts, list):  # uncompressed RLE: compress it
+            h, w = mask["size"]
+            mask = mask_util.frPyObjects(mask, h, w)
+            counts = mask["counts"]
+        if isinstance(counts, bytes):
+            counts = counts.decode("ascii")
+        return {"size": [int(s) for s in mask["size"]], "counts": counts}
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (height, width), got shape {array.shape}")
+    rle = mask_util.encode(np.asfortranarray(array.astype(bool, copy=False).astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def rle_area(segmentation: dict) -> int:
-    rle = as_compressed(segmentation)
-    return int(mask_util.area({"size": rle["size"], "counts": rle["counts"].encode()}))
+def pycoco_rle(rle: dict) -> dict:
+    """The form pycocotools' C API wants: bytes counts (ours are str; list counts compressed)."""
+    if isinstance(rle["counts"], list):
+        rle = to_rle(rle)
+    counts = rle["counts"]
+    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def decode(rle: dict | None, height: int, width: int) -> np.ndarray:
+    """Bool (height, width) array; None (object absent in this frame) decodes to all False."""
+    if rle is None:
+        return np.zeros((height, width), dtype=bool)
+    return mask_util.decode(pycoco_rle(rle)).astype(bool)
+
+
+# ---------------------------------------------------------------------------- measures
+
+def area(rle: dict) -> float:
+    """Foreground pixels of a (checked) RLE."""
+    return float(mask_util.area(pycoco_rle(rle)))
+
+
+def bbox(rle: dict) -> list[float]:
+    """Tight absolute-pixel [x, y, w, h] of a (checked) RLE (zeros for an empty mask)."""
+    return [float(v) for v in mask_util.toBbox(pycoco_rle(rle))]
+
+
+def intersection_area(a: dict, b: dict) -> float:
+    return float(mask_util.area(mask_util.merge([pycoco_rle(a), pycoco_rle(b)], intersect=True)))
+
+
+def iou_matrix(rows: list[dict], cols: list[dict]) -> np.ndarray:
+    """Mask IoU of every row RLE against every column RLE, shape (len(rows), len(cols))."""
+    if not rows or not cols:
+        return np.zeros((len(rows), len(cols)))
+    ious = mask_util.iou([pycoco_rle(r) for r in rows], [pycoco_rle(c) for c in cols], [0] * len(cols))
+    return np.asarray(ious, dtype=float).reshape(len(rows), len(cols))
+
+
+def frame_record(mask) -> tuple[dict | None, list[float] | None, float | None]:
+    """(segmentation, bbox, area) for one frame of a masklet; an empty mask is 'absent' (None),
+    as the YouTube-VIS format and sam3's HOTA evaluator expect."""
+    if mask is None:
+        return None, None, None
+    rle = to_rle(mask)
+    a = area(rle)
+    if a == 0:
+        return None, None, None
+    return rle, bbox(rle), a

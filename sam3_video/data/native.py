@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from .problems import DatasetError, Problem
-from .rle import rle_area, rle_box, rle_problem
+from .masks import area, bbox, rle_problem
 
 ANNOTATION_FILE = "annotations.json"
 IMAGE_DIR = "JPEGImages"
@@ -269,10 +269,10 @@ class _StructureCheck:
             if reason:
                 self.problem(f"{where}.segmentations[{t}]", reason)
             elif box_ok:
-                if rle_area(seg) == 0:
+                if area(seg) == 0:
                     self.problem(f"{where}.segmentations[{t}]", "mask is empty but the frame has a box")
                 else:
-                    mask_box = rle_box(seg)
+                    mask_box = bbox(seg)
                     if not _boxes_agree(box, mask_box):
                         shown = ", ".join(f"{v:g}" for v in mask_box)
                         self.problem(f"{where}.bboxes[{t}]",

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .native import ANNOTATION_FILE, IMAGE_DIR
-from .rle import encode_mask, rle_box
+from .masks import bbox, to_rle
 
 # (noun phrase, shape, RGB colour)
 PHRASES = (
@@ -89,8 +89,8 @@ def write_synthetic(out_dir: str | Path, videos: int = 8, frames: int = 8, seed:
                 mask = masks[i] & ~np.logical_or.reduce([np.zeros_like(masks[i])] + masks[:i])
                 image[mask] = PHRASES[cat][2]
                 if mask.any():
-                    rle = encode_mask(mask)
-                    track["bboxes"].append(rle_box(rle))
+                    rle = to_rle(mask)
+                    track["bboxes"].append(bbox(rle))
                     track["segmentations"].append(rle)
                     track["areas"].append(int(mask.sum()))
                 else:

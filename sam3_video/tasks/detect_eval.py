@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sam3_video.data import load_native
-from sam3_video.data.rle import as_compressed
-from sam3_video.video_eval import masks as rle_masks
+from sam3_video.data import masks as rle_masks
 
 MIN_SCORE = 0.01        # detections below this are dropped (they cannot move AP)
 MAX_PER_FRAME = 100     # COCO's maxDets
@@ -102,7 +101,7 @@ def frame_ground_truth(native) -> dict:
         for t, (box, seg) in enumerate(zip(track.bboxes, track.segmentations)):
             if box is None:
                 continue
-            rle = as_compressed(seg)
+            rle = rle_masks.to_rle(seg)
             annotations.append({
                 "id": len(annotations) + 1, "image_id": _image_id(track.video_id, t, span),
                 "category_id": track.category_id, "bbox": list(box),

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sam3_video.data.native import NativeDataset, Track, Video, load_native
-from sam3_video.video_eval.masks import decode
+from sam3_video.data.masks import decode
 
 
 def load_frame(path: Path, image_size: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from sam3_video.tracker.clips import load_frame, resize_masks, track_mask
 from sam3_video.tracker.export import load_into_predictor, tracker_state_dict
 from sam3_video.tracker.prompts import first_frame_mask_plan
 from sam3_video.video_eval.davis import boundary_f_measure, region_similarity
-from sam3_video.video_eval.masks import to_rle
+from sam3_video.data.masks import to_rle
 
 
 @dataclass

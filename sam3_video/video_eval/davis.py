@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from . import masks
+from sam3_video.data import masks
 
 BOUNDARY_TOLERANCE = 0.008
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sam3_video.config import ConfigError
 
-from . import masks
+from sam3_video.data import masks
 
 
 class GroundTruthError(ConfigError):

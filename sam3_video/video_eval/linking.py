@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from . import masks
+from sam3_video.data import masks
 
 LINKING_METHOD = "iou-hungarian"
 

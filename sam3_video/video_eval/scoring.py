@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import davis, ground_truth, linking, masks, saco
+from sam3_video.data import masks
+
+from . import davis, ground_truth, linking, saco
 
 # Headline name -> key in sam3's dataset_results (mask versions: we segment, not box).
 SACO_HEADLINE = {

@@ -1,10 +1,11 @@
-"""The RLE checks that stand between a user's file and pycocotools' unchecked decoder."""
+"""The RLE checks that stand between a user's file and pycocotools' unchecked decoder,
+and the encoder and measures of the one mask module."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sam3_video.data.rle import compressed_counts, encode_mask, rle_area, rle_box, rle_problem
+from sam3_video.data.masks import area, bbox, compressed_counts, rle_problem, to_rle
 
 
 def _runs_by_hand(mask: np.ndarray) -> list[int]:
@@ -24,16 +25,16 @@ def test_compressed_counts_match_pycocotools_encoding(seed):
     for _ in range(30):
         h, w = rng.integers(1, 50, 2)
         mask = rng.random((h, w)) < rng.random()
-        rle = encode_mask(mask)
+        rle = to_rle(mask)
         assert compressed_counts(rle["counts"]).tolist() == _runs_by_hand(mask)
         assert rle_problem(rle, int(h), int(w)) is None
-        assert rle_area(rle) == mask.sum()
+        assert area(rle) == mask.sum()
 
 
 def test_box_of_a_mask():
     mask = np.zeros((20, 30), bool)
     mask[4:9, 10:25] = True
-    assert rle_box(encode_mask(mask)) == [10.0, 4.0, 15.0, 5.0]
+    assert bbox(to_rle(mask)) == [10.0, 4.0, 15.0, 5.0]
 
 
 @pytest.mark.parametrize("segmentation, reason", [
@@ -55,4 +56,4 @@ def test_bad_rles_are_explained(segmentation, reason):
 
 def test_uncompressed_counts_are_accepted():
     assert rle_problem({"size": [4, 4], "counts": [3, 4, 9]}, 4, 4) is None
-    assert rle_area({"size": [4, 4], "counts": [3, 4, 9]}) == 4
+    assert area({"size": [4, 4], "counts": [3, 4, 9]}) == 4

@@ -8,7 +8,7 @@ from PIL import Image
 
 from sam3_video.config import ConfigError
 from sam3_video.data import DatasetError, load_native, validate_dataset
-from sam3_video.data.rle import encode_mask
+from sam3_video.data.masks import to_rle
 
 ANN = "annotations.json"
 
@@ -51,7 +51,7 @@ def test_bad_rle_counts(dataset_copy):
 def test_rle_runs_that_overflow_the_frame(dataset_copy):
     # a valid RLE of a taller mask, labelled with the frame's size: pycocotools would
     # write past its buffer decoding this
-    taller = encode_mask(np.ones((60, 64), np.uint8))
+    taller = to_rle(np.ones((60, 64), np.uint8))
     dataset_copy.edit(lambda d: d["annotations"][2]["segmentations"][3].update(counts=taller["counts"]))
     problems = validate_dataset(dataset_copy.root)
     assert _locations(problems) == {(ANN, "annotations[2].segmentations[3]")}

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from sam3_video.video_eval import masks
+from sam3_video.data import masks
 
 HEIGHT, WIDTH, FRAMES = 48, 64, 4
 PHRASES = {1: "red square", 2: "blue disc", 3: "green bar"}

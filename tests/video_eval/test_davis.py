@@ -34,7 +34,7 @@ def test_boundary_f_measure_uses_the_diagonal_tolerance():
 
 
 def test_unmatched_object_scores_zero_and_match_is_per_phrase():
-    from sam3_video.video_eval import masks
+    from sam3_video.data import masks
     seg = masks.to_rle(_rect(20, 60, 20, 60))
     gt = {"videos": [{"id": 1, "height": 100, "width": 100, "file_names": ["a", "b"]}],
           "annotations": [{"id": 1, "video_id": 1, "category_id": 1, "segmentations": [seg, seg]},

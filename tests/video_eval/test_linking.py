@@ -4,7 +4,8 @@ import random
 import numpy as np
 import pytest
 
-from sam3_video.video_eval import LINKING_METHOD, link_detections, masks
+from sam3_video.data import masks
+from sam3_video.video_eval import LINKING_METHOD, link_detections
 
 from .conftest import FRAMES, box_mask
 
