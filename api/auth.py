@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request
 from sqlalchemy import Engine, select
 
 import jobstore
@@ -32,20 +31,4 @@ def lookup_token(engine: Engine, token: str) -> Caller | None:
     return Caller(id=user.id, name=user.name, is_admin=user.is_admin)
 
 
-UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
-
-
-def current_caller(request: Request) -> Caller:
-    """FastAPI dependency: the caller named by `Authorization: Bearer <token>`, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        raise HTTPException(401, "missing Authorization header (expected 'Bearer <token>')",
-                            headers=UNAUTHORIZED)
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "Authorization header must be 'Bearer <token>'", headers=UNAUTHORIZED)
-    caller = lookup_token(request.app.state.engine, token.strip())
-    if caller is None:
-        raise HTTPException(401, "unknown or revoked API token", headers=UNAUTHORIZED)
-    return caller
-
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}  # on every 401 (api/deps.current_caller)

@@ -1,18 +1,58 @@
-"""Shared route dependency: the job named in the path, if the caller may see it."""
+"""Route dependencies, as aliases a route takes as parameters (the FastAPI full-stack
+template's style): the app's settings and engine, the caller, and the job named in the
+path if the caller may see it. Routes never reach into request.app.state themselves;
+create_app(settings) puts the settings, engine and telemetry there, these read them."""
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import Engine
 
 import jobstore
-from api.auth import Caller, current_caller
+from api.auth import UNAUTHORIZED, Caller, lookup_token
 from api.errors import ApiError
-
+from api.telemetry import Telemetry
+from jobstore.settings import Settings
 
 MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on PostgreSQL
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with (create_app(settings)), not re-read per request."""
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    return request.app.state.telemetry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
+
+
+def current_caller(request: Request, engine: EngineDep) -> Caller:
+    """The caller named by `Authorization: Bearer <token>`, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise HTTPException(401, "missing Authorization header (expected 'Bearer <token>')",
+                            headers=UNAUTHORIZED)
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "Authorization header must be 'Bearer <token>'", headers=UNAUTHORIZED)
+    caller = lookup_token(engine, token.strip())
+    if caller is None:
+        raise HTTPException(401, "unknown or revoked API token", headers=UNAUTHORIZED)
+    return caller
+
+
+CurrentUser = Annotated[Caller, Depends(current_caller)]
 
 
 def load_visible_job(engine: Engine, job_id: int, caller: Caller) -> jobstore.Job:
@@ -23,5 +63,8 @@ def load_visible_job(engine: Engine, job_id: int, caller: Caller) -> jobstore.Jo
     return job
 
 
-def visible_job(job_id: JobId, request: Request, caller: Caller = Depends(current_caller)) -> jobstore.Job:
-    return load_visible_job(request.app.state.engine, job_id, caller)
+def visible_job(job_id: JobId, engine: EngineDep, caller: CurrentUser) -> jobstore.Job:
+    return load_visible_job(engine, job_id, caller)
+
+
+VisibleJob = Annotated[jobstore.Job, Depends(visible_job)]

@@ -4,12 +4,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 import jobstore
-from api.deps import visible_job
+from api.deps import EngineDep, VisibleJob
 from api.errors import ApiError, responses
 from api.schemas import CheckpointList, CheckpointOut
 from api.views import iso
@@ -20,8 +20,8 @@ RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
 @router.get("", response_model=CheckpointList, responses=responses(401, 404, 422))
-def list_checkpoints(request: Request, job: jobstore.Job = Depends(visible_job)) -> CheckpointList:
-    with jobstore.session_scope(request.app.state.engine, write=False) as s:
+def list_checkpoints(job: VisibleJob, engine: EngineDep) -> CheckpointList:
+    with jobstore.session_scope(engine, write=False) as s:
         rows = s.scalars(select(jobstore.Checkpoint).where(jobstore.Checkpoint.job_id == job.id)
                          .order_by(jobstore.Checkpoint.step)).all()
     return CheckpointList(job_id=job.id, checkpoints=[
@@ -54,11 +54,11 @@ def check_range(header: str, size: int) -> None:
     200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
     206: {"content": {"application/octet-stream": {}}, "description": "the requested range"},
     **responses(401, 404, 416, 422)})
-def download_checkpoint(name: str, request: Request, job: jobstore.Job = Depends(visible_job)):
+def download_checkpoint(name: str, request: Request, job: VisibleJob, engine: EngineDep):
     """The checkpoint file. Supports Range/If-Range; ETag and X-Checksum-Sha256 carry its sha256."""
     ckpt = None
     if CHECKPOINT_NAME.match(name):
-        with jobstore.session_scope(request.app.state.engine, write=False) as s:
+        with jobstore.session_scope(engine, write=False) as s:
             ckpt = s.get(jobstore.Checkpoint, (job.id, name))
     if ckpt is None:
         raise ApiError(404, f"checkpoint {name!r} of job {job.id} not found")

@@ -8,13 +8,14 @@ import time
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 import jobstore
-from api.deps import visible_job
+from api.deps import EngineDep, SettingsDep, VisibleJob
 from api.errors import ApiError, responses
+from jobstore.settings import Settings
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["jobs"])
 BATCH = 500
@@ -35,8 +36,7 @@ def _format(event: jobstore.JobEvent) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(data)}\n\n"
 
 
-async def _stream(request: Request, job_id: int, after: int):
-    engine, settings = request.app.state.engine, request.app.state.settings
+async def _stream(request: Request, engine: Engine, settings: Settings, job_id: int, after: int):
     last_sent = time.monotonic()
     while True:
         events, state = await anyio.to_thread.run_sync(_fetch, engine, job_id, after)
@@ -61,7 +61,7 @@ async def _stream(request: Request, job_id: int, after: int):
     200: {"content": {"text/event-stream": {}},
           "description": "events: state, progress, metrics, checkpoint; ends when the job is finished"},
     **responses(400, 401, 404, 422)})
-def job_events(request: Request, job: jobstore.Job = Depends(visible_job),
+def job_events(request: Request, job: VisibleJob, settings: SettingsDep, engine: EngineDep,
                last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
                after: Annotated[int | None, Query(ge=0, le=2**62, description="like Last-Event-ID")] = None):
     """Server-Sent Events of this job, from after Last-Event-ID (or ?after=)."""
@@ -70,5 +70,5 @@ def job_events(request: Request, job: jobstore.Job = Depends(visible_job),
         if not last_event_id.strip().isdigit() or int(last_event_id.strip()) > 2**62:
             raise ApiError(400, "Last-Event-ID header: must be an event id (a non-negative integer)")
         start = int(last_event_id.strip())
-    return StreamingResponse(_stream(request, job.id, start), media_type="text/event-stream",
+    return StreamingResponse(_stream(request, engine, settings, job.id, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

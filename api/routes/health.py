@@ -1,15 +1,15 @@
 """Liveness, readiness and Prometheus metrics."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 import jobstore
-from jobstore import broker
-from api.auth import current_caller
+from api.deps import EngineDep, SettingsDep, TelemetryDep, current_caller
 from api.errors import error_response, responses
 from api.schemas import Health, Readiness
+from jobstore import broker
 
 router = APIRouter(tags=["health"])
 
@@ -21,16 +21,16 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses=responses(503))
-def readyz(request: Request):
+def readyz(settings: SettingsDep, engine: EngineDep):
     """The database and the broker both answer."""
     problems = []
     try:
-        with request.app.state.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as err:
         problems.append(f"database: {type(err).__name__}: {err}"[:300])
     try:
-        broker.ping(request.app.state.settings)
+        broker.ping(settings)
     except Exception as err:
         problems.append(f"broker: {type(err).__name__}: {err}"[:300])
     if problems:
@@ -41,15 +41,14 @@ def readyz(request: Request):
 @router.get("/metrics", response_class=Response, dependencies=[Depends(current_caller)],
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
                        **responses(401)})
-def prometheus(request: Request) -> Response:
+def prometheus(settings: SettingsDep, engine: EngineDep, telemetry: TelemetryDep) -> Response:
     """Jobs by state, queue depth per served queue, request latencies."""
-    telemetry = request.app.state.telemetry
-    with jobstore.session_scope(request.app.state.engine, write=False) as s:
+    with jobstore.session_scope(engine, write=False) as s:
         counts = dict(s.execute(select(jobstore.Job.state, func.count()).group_by(jobstore.Job.state)).all())
     for state in jobstore.JOB_STATES:
         telemetry.jobs.labels(state).set(counts.get(state, 0))
     try:
-        for queue, depth in broker.queue_depths(request.app.state.settings).items():
+        for queue, depth in broker.queue_depths(settings).items():
             telemetry.queue_depth.labels(queue).set(depth)
         telemetry.broker_up.set(1)
     except Exception:

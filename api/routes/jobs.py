@@ -7,22 +7,21 @@ import hashlib
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 import jobstore
-from jobstore import broker
-from api.auth import Caller, current_caller
-from api.deps import MAX_ID, visible_job
+from api.auth import Caller
+from api.deps import MAX_ID, CurrentUser, EngineDep, SettingsDep, VisibleJob
 from api.errors import ApiError, responses
-from jobstore.queues import queue_name
 from api.schemas import JobCreate, JobList, JobOut, JobState
 from api.validation import validate_job
 from api.views import job_detail, job_out, owner_names
+from jobstore import broker
+from jobstore.queues import queue_name
 from jobstore.settings import Settings
 from sam3_video.run_layout import job_dir
 
@@ -50,11 +49,9 @@ def _replay(session, caller: Caller, key: str, body_hash: str) -> jobstore.Job |
 @router.post("", status_code=201, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Idempotent replay: the original job"},
                         **responses(400, 401, 409, 413, 422)})
-def create_job(body: JobCreate, request: Request, response: Response,
-               idempotency_key: IdempotencyHeader = None,
-               caller: Caller = Depends(current_caller)) -> JobOut:
+def create_job(body: JobCreate, response: Response, settings: SettingsDep, engine: EngineDep,
+               caller: CurrentUser, idempotency_key: IdempotencyHeader = None) -> JobOut:
     """Validate, store as queued, enqueue. 201 with Location; see Idempotency-Key."""
-    settings, engine = request.app.state.settings, request.app.state.engine
     body_hash = _body_sha256(body)
     if idempotency_key:
         with jobstore.session_scope(engine, write=False) as s:
@@ -93,7 +90,7 @@ def create_job(body: JobCreate, request: Request, response: Response,
     return job_out(job, caller.name)
 
 
-def _replayed(response: Response, engine, settings: Settings, job: jobstore.Job) -> JobOut:
+def _replayed(response: Response, engine: Engine, settings: Settings, job: jobstore.Job) -> JobOut:
     response.status_code = 200
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_detail(engine, job, settings.runs_root)
@@ -115,7 +112,7 @@ def _decode_cursor(cursor: str) -> int:
 
 
 @router.get("", response_model=JobList, responses=responses(400, 401, 422))
-def list_jobs(request: Request, caller: Caller = Depends(current_caller),
+def list_jobs(engine: EngineDep, caller: CurrentUser,
               state: JobState | None = None, kind: Annotated[str | None, Query(pattern="^(train|eval)$")] = None,
               name: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -132,7 +129,7 @@ def list_jobs(request: Request, caller: Caller = Depends(current_caller),
         query = query.where(jobstore.Job.name == name)
     if cursor:
         query = query.where(jobstore.Job.id < _decode_cursor(cursor))
-    with jobstore.session_scope(request.app.state.engine, write=False) as s:
+    with jobstore.session_scope(engine, write=False) as s:
         jobs = list(s.scalars(query))
         names = owner_names(s, {j.owner_id for j in jobs})
     page = jobs[:limit]
@@ -141,15 +138,14 @@ def list_jobs(request: Request, caller: Caller = Depends(current_caller),
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 422))
-def get_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
+def get_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> JobOut:
     """State, attempt, timestamps, progress and ETA, last metrics, failure reason, links."""
-    return job_detail(request.app.state.engine, job, request.app.state.settings.runs_root)
+    return job_detail(engine, job, settings.runs_root)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 409, 422))
-def cancel_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
+def cancel_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> JobOut:
     """queued: cancelled at once; running: cancelling until the worker confirms. Idempotent."""
-    settings, engine = request.app.state.settings, request.app.state.engine
     if job.state in ("succeeded", "failed"):
         raise ApiError(409, f"job {job.id} already {job.state}; nothing to cancel")
     job = jobstore.cancel_job(job.id, engine=engine) or job
@@ -157,9 +153,8 @@ def cancel_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Jo
 
 
 @router.post("/{job_id}/retry", response_model=JobOut, responses=responses(401, 404, 409, 422))
-def retry_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> JobOut:
+def retry_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> JobOut:
     """failed/cancelled -> queued; the next attempt resumes from the latest checkpoint."""
-    settings, engine = request.app.state.settings, request.app.state.engine
     retried = jobstore.retry_job(job.id, settings.max_attempts, engine=engine)
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")
@@ -169,9 +164,8 @@ def retry_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Job
 
 @router.delete("/{job_id}", status_code=204, response_class=Response,
                responses=responses(401, 404, 409, 422))
-def delete_job(request: Request, job: jobstore.Job = Depends(visible_job)) -> Response:
+def delete_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> Response:
     """Finished jobs only: removes the rows and the run directory."""
-    settings, engine = request.app.state.settings, request.app.state.engine
     deleted = jobstore.delete_job(job.id, engine=engine)
     if deleted is None:
         raise ApiError(409, f"job {job.id} is {job.state}; cancel it and wait until it is finished")

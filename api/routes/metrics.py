@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 import jobstore
-from api.deps import visible_job
+from api.deps import EngineDep, SettingsDep, VisibleJob
 from api.errors import ApiError, responses
 from api.schemas import LogChunk, MetricPoint, MetricSeries, MetricsOut
 from api.views import finite
@@ -36,7 +36,7 @@ def downsample(points: list[Point], max_points: int) -> list[Point]:
 
 
 @router.get("/metrics", response_model=MetricsOut, responses=responses(401, 404, 422))
-def get_metrics(request: Request, job: jobstore.Job = Depends(visible_job),
+def get_metrics(job: VisibleJob, engine: EngineDep,
                 names: Annotated[str | None, Query(max_length=2000, pattern=r"^[^\x00-\x1f]*$",
                                                     description="comma list; default all")] = None,
                 since_step: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
@@ -49,7 +49,7 @@ def get_metrics(request: Request, job: jobstore.Job = Depends(visible_job),
     if wanted:
         query = query.where(jobstore.Metric.name.in_(wanted))
     series: dict[str, list[Point]] = {}
-    with jobstore.session_scope(request.app.state.engine, write=False) as s:
+    with jobstore.session_scope(engine, write=False) as s:
         for name, step, value, t in s.execute(query):
             series.setdefault(name, []).append((step, finite(value), t))
     return MetricsOut(job_id=job.id, series=[
@@ -60,12 +60,11 @@ def get_metrics(request: Request, job: jobstore.Job = Depends(visible_job),
 
 
 @router.get("/logs", response_model=LogChunk, responses=responses(401, 404, 416, 422))
-def get_logs(request: Request, job: jobstore.Job = Depends(visible_job),
+def get_logs(job: VisibleJob, settings: SettingsDep,
              attempt: Annotated[int | None, Query(ge=1, le=10_000, description="default: the current attempt")] = None,
              offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
              limit: Annotated[int, Query(ge=1, le=1024 * 1024)] = 64 * 1024) -> LogChunk:
     """Up to `limit` bytes of RUN_DIR/logs/attempt-N.log from byte `offset`."""
-    settings = request.app.state.settings
     attempt = attempt or job.attempt
     if attempt < 1 or attempt > job.attempt:
         raise ApiError(404, f"attempt: job {job.id} has no attempt {attempt} "
