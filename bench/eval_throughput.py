@@ -48,7 +48,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from sam3_video import video_eval
+    from sam3_video import metrics
     from sam3_video.config import EvalConfig
     from sam3_video.data import write_synthetic
     from sam3_video.sampler import seed_everything
@@ -57,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic-val"
         write_synthetic(root, videos=args.videos, frames=args.frames, seed=1)
-        annotations = video_eval.load_annotations(root)
+        annotations = metrics.load_annotations(root)
         lengths = {v["id"]: len(v["file_names"]) for v in annotations["videos"]}
         frames = sum(lengths.values()) * len(annotations["categories"])
 
@@ -69,16 +69,16 @@ def main() -> None:
 
         detections = task.predict(model, root)
         records = [d.to_json() for d in detections]
-        masklets = video_eval.link_dataset_detections(records, lengths, score_threshold=0.05)
+        masklets = metrics.link_dataset_detections(records, lengths, score_threshold=0.05)
         # A random-init model has no confident masklet, so HOTA/TETA have little to do;
         # the ground truth as predictions exercises the whole suite (not part of "total").
-        perfect = video_eval.predictions_from_ground_truth(root)
+        perfect = metrics.predictions_from_ground_truth(root)
         t = timed_round_robin({
             "predict": lambda: task.predict(model, root),
-            "link": lambda: video_eval.link_dataset_detections(records, lengths, score_threshold=0.05),
-            "metrics": lambda: video_eval.score_predictions(root, masklets),
+            "link": lambda: metrics.link_dataset_detections(records, lengths, score_threshold=0.05),
+            "metrics": lambda: metrics.score_predictions(root, masklets),
             "frame AP": lambda: detect_eval.score(detections, root),
-            "metrics*": lambda: video_eval.score_predictions(root, perfect),
+            "metrics*": lambda: metrics.score_predictions(root, perfect),
         }, args.repeats)
 
     main_stages = ["predict", "link", "metrics", "frame AP"]

@@ -8,7 +8,7 @@ checkpoint of ours, an upstream sam3.pt, or absent (the preset with random init)
 DIR/predictions.json (detect: the masklets linked from per-frame detections; other tasks:
 one record per prediction), DIR/results.json ({"metrics", "dataset", "weights",
 "num_predictions", ...; detect adds "linking" and "video_metrics", every metric of
-sam3_video.video_eval}) and one DIR/metrics.jsonl line {"step": 0,
+sam3_video.metrics}) and one DIR/metrics.jsonl line {"step": 0,
 "eval/<metric>": ...}. Under torchrun, rank 0 does the work and the other ranks wait.
 Exit codes as the trainer's (sam3_video.exit_codes).
 """

@@ -89,17 +89,17 @@ class DetectTask:
         return self.score_video(detections, root)["metrics"]
 
     def score_video(self, detections: list, root: Path) -> dict:
-        """Every video metric (sam3_video.video_eval) of the detections, linked into
+        """Every video metric (sam3_video.metrics) of the detections, linked into
         masklets: its results plus "metrics" (the flat map of score)."""
-        from sam3_video import video_eval
+        from sam3_video import metrics
         from sam3_video.tasks import detect_eval
 
         threshold = self.cfg.score_threshold if isinstance(self.cfg, EvalConfig) else 0.5
-        results = video_eval.score_detections(root, [d.to_json() for d in detections],
+        results = metrics.score_detections(root, [d.to_json() for d in detections],
                                               score_threshold=threshold)
         frame = {f"frame_{k}" if "ap" in k else k: v
                  for k, v in detect_eval.score(detections, root).items()}
-        results["metrics"] = {**video_eval.flat_metrics(results), **frame}
+        results["metrics"] = {**metrics.flat_metrics(results), **frame}
         return results
 
     def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:

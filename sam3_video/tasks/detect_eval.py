@@ -7,7 +7,7 @@
 frames of each video (or windows of `frames_per_clip`), and returns one Detection per
 kept query per frame. `score` computes COCO-style AP per frame with sam3.eval's
 pycocotools evaluator. Video metrics (masklet linking, HOTA, ...) consume the same
-detections (sam3_video.video_eval).
+detections (sam3_video.metrics).
 """
 from __future__ import annotations
 

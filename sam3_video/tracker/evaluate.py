@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from sam3.model.sam3_tracking_predictor import Sam3TrackerPredictor
 
 from sam3_video import compat
+from sam3_video.data.masks import to_rle
 from sam3_video.data.native import NativeDataset, Video, load_native
+from sam3_video.metrics.j_and_f import frames_j_and_f
 from sam3_video.tracker.build import tracker_kwargs
 from sam3_video.tracker.clips import load_frame, resize_masks, track_mask
 from sam3_video.tracker.export import load_into_predictor, tracker_state_dict
 from sam3_video.tracker.prompts import first_frame_mask_plan
-from sam3_video.video_eval.davis import boundary_f_measure, region_similarity
-from sam3_video.data.masks import to_rle
 
 
 @dataclass
@@ -89,12 +89,6 @@ def objects_of(data: NativeDataset, video: Video) -> list[EvalObject]:
         gt = np.stack([track_mask(track, video, t) for t in range(video.length)])
         objects.append(EvalObject(video, track.id, present[0], gt))
     return objects
-
-
-def j_and_f(preds: list[np.ndarray], gts: np.ndarray) -> tuple[float, float]:
-    js = [region_similarity(p, g) for p, g in zip(preds, gts)]
-    fs = [boundary_f_measure(p, g) for p, g in zip(preds, gts)]
-    return float(np.mean(js)), float(np.mean(fs))
 
 
 def propagate_with_predictor(predictor: Sam3TrackerPredictor, feats: VideoFeatures,
@@ -193,7 +187,7 @@ def score_masklets(masklets: list[Masklet], dataset_dir: str | Path) -> dict[str
     for m in masklets:
         video = data.videos[m.video_id]
         gts = [track_mask(tracks[m.track_id], video, t) for t in range(m.prompt_frame + 1, video.length)]
-        j, f = j_and_f(m.masks, gts)
+        j, f = frames_j_and_f(zip(m.masks, gts))
         js.append(j)
         fs.append(f)
     j, f = float(np.mean(js)), float(np.mean(fs))

@@ -1,5 +1,11 @@
 """Video metrics for predicted masklets: sam3's own evaluators plus DAVIS J&F.
 
+    j_and_f.py       J&F (region IoU and boundary F) per object, and over a dataset's masklets
+    saco.py          sam3's video evaluator suite (mAP, phrase AP, HOTA, TETA, cgF1), sandboxed
+    ground_truth.py  a native dataset as sam3.eval's ground truth; the perfect prediction set
+    linking.py       per-frame detections of one (video, phrase) -> masklets (IoU, Hungarian)
+    scoring.py       every metric of a prediction set, plus the headline map
+
     link_detections(frame_detections, video_id=, category_id=)  per-frame detections -> masklets
     link_dataset_detections(detections, video_lengths)          ... for a whole dataset
     score_predictions(dataset_dir, predictions)                 -> {"headline": {...}, ...}

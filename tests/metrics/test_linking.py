@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sam3_video.data import masks
-from sam3_video.video_eval import LINKING_METHOD, link_detections
+from sam3_video.metrics import LINKING_METHOD, link_detections
 
 from .conftest import FRAMES, box_mask
 
@@ -85,7 +85,7 @@ def test_bad_detection_names_the_frame():
 
 
 def test_score_detections_links_then_scores_shuffled_ground_truth(tiny_dataset):
-    from sam3_video.video_eval import load_annotations, predictions_from_ground_truth, score_detections
+    from sam3_video.metrics import load_annotations, predictions_from_ground_truth, score_detections
     detections = [{"video_id": p["video_id"], "category_id": p["category_id"], "frame_index": t,
                    "score": 0.9, "segmentation": s}
                   for p in predictions_from_ground_truth(tiny_dataset)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sam3_video.video_eval import HEADLINE_KEYS
+from sam3_video.metrics import HEADLINE_KEYS
 
 from .conftest import run_program
 

@@ -1,8 +1,10 @@
-"""DAVIS-style J&F per ground-truth object.
+"""J&F, the DAVIS benchmark's video-object metric, per ground-truth object (the one J&F).
 
 J (region similarity) is the mask IoU of a frame; F (contour accuracy) is the F-measure of
 boundary pixels matched within a tolerance of `BOUNDARY_TOLERANCE` x image diagonal (as in the
-DAVIS benchmark). Both are averaged over all frames of the video, then J&F = (J + F) / 2.
+DAVIS benchmark). Both are averaged over the frames of an object (`frames_j_and_f`), then
+J&F = (J + F) / 2. The tracker's evaluation scores its propagated masks with the same
+per-object mean; `j_and_f` below scores open-vocabulary masklets of a whole dataset.
 
 DAVIS knows which prediction belongs to which object; open-vocabulary predictions do not, so
 within each (video, phrase) the confident predicted masklets are matched one-to-one to the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Iterable
 
 import numpy as np
 from scipy import ndimage
@@ -58,14 +61,19 @@ def boundary_f_measure(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUN
     return float(2 * precision * recall / (precision + recall))
 
 
-def masklet_j_and_f(pred_segs: list, gt_segs: list, height: int, width: int) -> tuple[float, float]:
-    """Mean J and mean F over the frames of one video for one object."""
+def frames_j_and_f(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """Mean J and mean F over frames of one object, given (predicted, ground-truth) bool masks."""
     js, fs = [], []
-    for p, g in zip(pred_segs, gt_segs, strict=True):
-        pm, gm = masks.decode(p, height, width), masks.decode(g, height, width)
-        js.append(region_similarity(pm, gm))
-        fs.append(boundary_f_measure(pm, gm))
+    for pred, gt in pairs:
+        js.append(region_similarity(pred, gt))
+        fs.append(boundary_f_measure(pred, gt))
     return float(np.mean(js)), float(np.mean(fs))
+
+
+def masklet_j_and_f(pred_segs: list, gt_segs: list, height: int, width: int) -> tuple[float, float]:
+    """Mean J and mean F over the frames of one video for one object (RLEs or None)."""
+    return frames_j_and_f((masks.decode(p, height, width), masks.decode(g, height, width))
+                          for p, g in zip(pred_segs, gt_segs, strict=True))
 
 
 def _video_iou(pred_segs: list, gt_segs: list) -> float:

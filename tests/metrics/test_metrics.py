@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sam3_video.config import ConfigError
-from sam3_video.video_eval import (HEADLINE_KEYS, load_annotations,
+from sam3_video.metrics import (HEADLINE_KEYS, load_annotations,
                                    predictions_from_ground_truth, score_predictions)
 
 from .conftest import write_dataset
@@ -128,7 +128,7 @@ def test_only_unconfident_predictions_rank_for_ap_but_detect_nothing(tiny_datase
 SIGTERM_CATCHER = """
 import signal, sys
 signal.signal(signal.SIGTERM, lambda *a: None)   # as the trainer does, to checkpoint
-from sam3_video.video_eval import predictions_from_ground_truth, score_predictions
+from sam3_video.metrics import predictions_from_ground_truth, score_predictions
 result = score_predictions(sys.argv[1], predictions_from_ground_truth(sys.argv[1]))
 print("mask_ap", result["headline"]["mask_ap"])
 """

@@ -1,7 +1,7 @@
 """The video metrics through the real programs: python -m sam3_video.evaluate / .train."""
 import json
 
-from sam3_video.video_eval import HEADLINE_KEYS
+from sam3_video.metrics import HEADLINE_KEYS
 
 from .conftest import run_program
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from sam3_video.data import masks
 
-from . import davis, ground_truth, linking, saco
+from . import ground_truth, linking, saco
+from .j_and_f import j_and_f
 
 # Headline name -> key in sam3's dataset_results (mask versions: we segment, not box).
 SACO_HEADLINE = {
@@ -85,7 +86,7 @@ def score_predictions(dataset_dir: str | Path, predictions: list[dict],
     else:  # the upstream loaders index predictions[0]; nothing predicted scores nothing
         saco_results = {key: 0.0 for key in SACO_HEADLINE.values()}
         video_np_results = []
-    davis_results = davis.j_and_f(gt, predictions, score_threshold)
+    davis_results = j_and_f(gt, predictions, score_threshold)
 
     headline = {}
     for name, key in SACO_HEADLINE.items():
