@@ -1,13 +1,20 @@
 """jobstore: what the API, the worker and the launcher share about jobs.
 
-The room below the three service rooms (api/, worker/, deploy/ import it; it imports none
-of them, only sam3_video's torch-free modules). It holds:
+The room below the three service rooms: api/, worker/ and deploy/ import it; it imports
+none of them, only sam3_video's torch-free modules (config, run_layout). It holds:
 
-    settings    the one Settings object (SAM3V_* environment variables)
-    models, db  the schema; engines and sessions
-    jobs        the state transitions (re-exported here)
-    migrate     Alembic migrations up to head (migrations/ holds the revisions)
-    queues      which Celery queue serves a job
+    settings     the one Settings object (SAM3V_* environment variables)
+    models, db   the schema; engines and sessions
+    jobs         the state transitions (re-exported here with models, db and migrate)
+    migrate      Alembic migrations up to head (migrations/versions holds the revisions)
+    queues       which Celery queue serves a job
+    broker       the one Celery producer: enqueue(settings, job_id, gpus), TASK_NAME
+    recovery     the one rule for an attempt that ended without an answer: requeue with
+                 attempt+1 while attempts remain, else fail
+    tokens       create a user's API token (only its sha256 is stored)
+    checkpoints  a previous job's checkpoint file, for model.init.job_id
+
+A job's run directory is not stored: sam3_video.run_layout.job_dir(settings.runs_root, id).
 
 How to use it (worker, launcher, tests):
 

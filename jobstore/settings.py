@@ -1,4 +1,4 @@
-"""The one settings object of the service (API and worker read the same one).
+"""The one settings object of the service (API, worker and launcher read the same one).
 
 Every field comes from an environment variable with the SAM3V_ prefix, e.g.
 SAM3V_DATABASE_URL. DATA_ROOT, RUNS_ROOT and DATABASE_URL are accepted without the

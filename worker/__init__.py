@@ -8,14 +8,23 @@ One Celery worker process per GPU set, concurrency 1, one queue:
 The worker never imports torch (Celery forks; CUDA must not be initialised in the
 parent). Training runs only in the torchrun child, `sam3_video.train` / `.evaluate`.
 
+What it shares with the API and the launcher lives in jobstore/ (the worker imports
+nothing of api/ or deploy/): the job store and its transitions, the Settings, the one
+Celery producer (jobstore.broker.enqueue: requeues, misrouted deliveries, the reaper's
+re-sends) and the one recovery rule (jobstore.recovery: another attempt while attempts
+remain, else failed). Run-directory names come from sam3_video.run_layout; a job's run
+directory is RUNS_ROOT/job-<id> (run_layout.job_dir), never stored.
+
 Modules, one job each:
-    celery_app  the Celery app, its settings, the task and the shutdown/reaper hooks
-    tasks       run_job: claim, write job.json, launch, supervise, finish or retry
+    celery_app  the Celery app, its settings, the worker's identity and the shutdown/reaper hooks
+    tasks       run_job: claim, write job.json (paths resolved by sam3_video.config.resolve_paths),
+                launch, supervise, finish or hand to the recovery rule
     launch      build the torchrun argument list and start it (own session, PDEATHSIG)
-    proctree    remember every descendant; terminate them all and confirm
+    proctree    process trees: the job's (remember every descendant, terminate them all and
+                confirm) and the local stack's children (used by deploy/launcher.py)
     ingest      tail metrics.jsonl, find new checkpoints, estimate the ETA
     supervise   the loop: lease, ingest, cancel, shutdown
-    reaper      return expired leases to the queue, re-send lost broker messages
+    reaper      the recovery rule for expired leases, re-send lost broker messages
 
 Environment (all read through `jobstore.settings.Settings`, prefix SAM3V_):
     SAM3V_BROKER_URL            redis://host:port/db carrying "please run job N"
