@@ -52,7 +52,8 @@ def main() -> None:
     from sam3_video.config import EvalConfig
     from sam3_video.data import write_synthetic
     from sam3_video.sampler import seed_everything
-    from sam3_video.tasks import detect_eval, get_task
+    from sam3_video.detector import evaluate as detect_eval
+    from sam3_video.tasks import get_task
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic-val"
@@ -77,7 +78,7 @@ def main() -> None:
             "predict": lambda: task.predict(model, root),
             "link": lambda: metrics.link_dataset_detections(records, lengths, score_threshold=0.05),
             "metrics": lambda: metrics.score_predictions(root, masklets),
-            "frame AP": lambda: detect_eval.score(detections, root),
+            "frame AP": lambda: detect_eval.score_frames(detections, root),
             "metrics*": lambda: metrics.score_predictions(root, perfect),
         }, args.repeats)
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from sam3_video.backbone.presets import preset_dims
 from sam3_video.config import ModelConfig
 from sam3_video.data import collate, make_video_dataset, write_synthetic
-from sam3_video.model import build_detection_loss, build_model, preset_dims
+from sam3_video.detector.build import build_model
+from sam3_video.detector.loss import build_detection_loss
 
 
 def move_batch(batch, device):

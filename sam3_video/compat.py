@@ -1,8 +1,9 @@
 """Every workaround for a pitfall of the `sam3` package (PyPI 0.1.4), in one place.
 
-Each function names the upstream behaviour it works around. None of them changes what
-happens on a machine with a GPU: CPU-only fixes switch themselves off when an accelerator
-exists, or only touch CPU tensors. See ../shared/reference/SAM3_FACTS.md for the evidence.
+Each item below states the upstream behaviour it works around (file, function, the error
+it raises) and why the workaround is safe. None of them changes what happens on a machine
+with a GPU: CPU-only fixes switch themselves off when an accelerator exists, or only touch
+CPU tensors. Items 1-9 concern the detector and the trainer, T1-T2 the tracker.
 """
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def freeze_detector_unused_params(model: nn.Module) -> list[str]:
         params[name].requires_grad_(False)
     return names
 
-# ==== Tracker workarounds (sam3_video.tracker; owned by the tracker task) =====================
+# ==== Tracker workarounds (used by sam3_video.tracker) ==========================================
 
 # --- T1. Tensor.cuda() / pin_memory() inside the tracker's memory path on a CPU -----------
 # Upstream: Sam3TrackerBase._prepare_memory_conditioned_features calls

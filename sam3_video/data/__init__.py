@@ -1,7 +1,7 @@
 """Video datasets: the native format, sam3's dataset over it, validation, synthetic data.
 
     make_video_dataset(root, image_size=, frames_per_clip=, ...) -> sam3 VideoGroundingDataset
-    collate(items) -> sam3 BatchedDatapoint
+    collate(items) -> sam3 BatchedDatapoint;  move_to(batch, device)
     eval_clips(root, image_size=, frames_per_clip=None) -> deterministic EvalClip iterator
     load_native(root) -> NativeDataset (parsed annotations)
     validate_dataset(root) -> list[Problem]
@@ -14,7 +14,8 @@ from .validate import validate_dataset
 
 # These need torch and sam3 (seconds to import): loaded on first use, so the API and the
 # CLI can validate a dataset without them.
-_SAM3_NAMES = {"EvalClip", "NativeVideoDataset", "collate", "eval_clips", "make_video_dataset"}
+_SAM3_NAMES = {"EvalClip", "NativeVideoDataset", "collate", "eval_clips", "make_video_dataset",
+               "move_to"}
 
 
 def __getattr__(name: str):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 from sam3.model.data_misc import BatchedDatapoint
 from sam3.train.data.collator import collate_fn_api
 from sam3.train.data.sam3_image_dataset import Datapoint
@@ -109,6 +111,15 @@ def make_video_dataset(root: str | Path, *, image_size: int, frames_per_clip: in
 def collate(items: list[Datapoint]) -> BatchedDatapoint:
     """Batch datapoints with sam3's collator (segmentation masks included)."""
     return collate_fn_api(items, dict_key="batch", with_seg_masks=True)["batch"]
+
+
+def move_to(batch: BatchedDatapoint, device: torch.device) -> BatchedDatapoint:
+    """A collated batch on `device` (the batch itself on the CPU); sam3's batches implement .to()."""
+    if device.type == "cpu":
+        return batch
+    from sam3.model.utils.misc import copy_data_to_device
+
+    return copy_data_to_device(batch, device, non_blocking=True)
 
 
 @dataclass

@@ -15,13 +15,12 @@ from torch import nn
 from sam3.model.decoder import TransformerDecoderLayerv2, TransformerEncoderCrossAttention
 from sam3.model.memory import CXBlock, SimpleFuser, SimpleMaskDownSampler, SimpleMaskEncoder
 from sam3.model.model_misc import TransformerWrapper
-from sam3.model.position_encoding import PositionEmbeddingSine
 from sam3.model.vl_combiner import SAM3VLBackbone
 from sam3.sam.transformer import RoPEAttention
 
 from sam3_video import compat
-from sam3_video.model.builders import build_vision_backbone
-from sam3_video.model.presets import PATCH_SIZE, preset_dims
+from sam3_video.backbone.presets import PATCH_SIZE, preset_dims
+from sam3_video.backbone.vision import build_vision_backbone, position_encoding
 from sam3_video.tracker.model import Sam3TrackerTrain, TrackModel
 from sam3_video.tracker.prompts import PromptSettings
 
@@ -48,9 +47,7 @@ TRACKER_PRESETS = {
 
 def build_memory_encoder(d_model: int, dims: TrackerDims, image_size: int) -> SimpleMaskEncoder:
     feat = image_size // PATCH_SIZE
-    position = PositionEmbeddingSine(num_pos_feats=dims.mem_dim, normalize=True, scale=None,
-                                     temperature=10000,
-                                     precompute_resolution=compat.cuda_only(image_size))
+    position = position_encoding(dims.mem_dim, precompute_resolution=image_size)
     # interpol_size = feature size x total stride 16 (upstream: 72 x 16 = 1152 at 1008 px).
     downsampler = SimpleMaskDownSampler(embed_dim=d_model, kernel_size=3, stride=2, padding=1,
                                         interpol_size=[feat * 16, feat * 16])

@@ -1,13 +1,14 @@
-"""Evaluation of the detect task in two separate steps (the seam for the video metrics):
+"""Evaluation of the detect task in separate steps (the seam for the video metrics):
 
     detections = predict(model, dataset_root, image_size)   # per-frame detections
-    metrics    = score(detections, dataset_root)            # per-frame mask and box AP
+    metrics    = score_frames(detections, dataset_root)     # per-frame mask and box AP
+    results    = score_video(detections, dataset_root)      # masklets + every video metric
 
 `predict` runs the model over every (video, phrase) datapoint of a native dataset, all
 frames of each video (or windows of `frames_per_clip`), and returns one Detection per
-kept query per frame. `score` computes COCO-style AP per frame with sam3.eval's
-pycocotools evaluator. Video metrics (masklet linking, HOTA, ...) consume the same
-detections (sam3_video.metrics).
+kept query per frame. `score_frames` computes COCO-style AP per frame with sam3.eval's
+pycocotools evaluator. `score_video` links the same detections into masklets and scores
+them with sam3_video.metrics (mAP, HOTA, cgF1, J&F, ...), frame AP included.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sam3_video.data import load_native
+from sam3_video import metrics as video_metrics
+from sam3_video.data import collate, eval_clips, load_native, move_to
 from sam3_video.data import masks as rle_masks
 
 MIN_SCORE = 0.01        # detections below this are dropped (they cannot move AP)
@@ -62,9 +64,6 @@ def frame_detections(out: dict, query: int, width: int, height: int) -> list[tup
 def predict(model: torch.nn.Module, root: Path, image_size: int,
             frames_per_clip: int | None = None) -> list[Detection]:
     """Detections for every (video, phrase) pair of the dataset, negatives included."""
-    from sam3_video.data import collate, eval_clips
-    from sam3_video.tasks.detect import move_to
-
     native = load_native(root)
     device = next(model.parameters()).device
     was_training = model.training
@@ -131,7 +130,7 @@ def _coco_ap(gt: dict, results: list[dict], iou_type: str) -> dict[str, float]:
     return {name: max(0.0, float(ev.stats[i])) for i, name in enumerate(("ap", "ap50", "ap75"))}
 
 
-def score(detections: list[Detection], root: Path) -> dict[str, float]:
+def score_frames(detections: list[Detection], root: Path) -> dict[str, float]:
     """Per-frame COCO AP of masks and boxes: {"mask_ap", "mask_ap50", "mask_ap75",
     "box_ap", "box_ap50", "box_ap75", "num_detections"}."""
     gt = frame_ground_truth(load_native(root))
@@ -147,3 +146,14 @@ def score(detections: list[Detection], root: Path) -> dict[str, float]:
     metrics.update({f"box_{k}": v for k, v in _coco_ap(gt, boxes, "bbox").items()})
     metrics["num_detections"] = float(len(detections))
     return metrics
+
+
+def score_video(detections: list[Detection], root: Path, score_threshold: float = 0.5) -> dict:
+    """Every video metric (sam3_video.metrics) of the detections, linked into masklets: its
+    results plus "metrics", one flat map of the video metrics (mask_ap, phrase_ap, hota,
+    teta, cgf1, j_and_f, j, f) and the per-frame COCO AP (frame_mask_ap, frame_box_ap, ...)."""
+    results = video_metrics.score_detections(root, [d.to_json() for d in detections],
+                                             score_threshold=score_threshold)
+    frame = {f"frame_{k}" if "ap" in k else k: v for k, v in score_frames(detections, root).items()}
+    results["metrics"] = {**video_metrics.flat_metrics(results), **frame}
+    return results

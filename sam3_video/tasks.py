@@ -27,17 +27,17 @@ built from a TrainConfig or an EvalConfig and provides:
                                     DATA_ROOT; the trainer calls it on rank 0, no grad.
     find_unused_parameters: bool    passed to DistributedDataParallel.
 
-Register a new task in `get_task`.
+Register a new task in `TASKS` (its module is imported when a job of that task runs).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch.utils.data import Dataset
 
-from sam3_video.config import EvalConfig, TrainConfig
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig
 
 
 class Task(Protocol):
@@ -62,15 +62,27 @@ class Task(Protocol):
     def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]: ...
 
 
+def _detect_task() -> type:
+    from sam3_video.detector.task import DetectTask
+    return DetectTask
+
+
+def _track_task() -> type:
+    from sam3_video.tracker.task import TrackTask
+    return TrackTask
+
+
+# config `task` -> the loader of its Task class (imported lazily: each pulls in its model code)
+TASKS: dict[str, Callable[[], type]] = {"detect": _detect_task, "track": _track_task}
+
+
 def get_task(cfg: TrainConfig | EvalConfig) -> Task:
-    if cfg.task == "detect":
-        from sam3_video.tasks.detect import DetectTask
-        return DetectTask(cfg)
-    if cfg.task == "track":
-        try:
-            from sam3_video.tasks.track import TrackTask
-        except ImportError:
-            from sam3_video.config import ConfigError
-            raise ConfigError(["task: 'track' is not available in this build"]) from None
-        return TrackTask(cfg)
-    raise ValueError(f"unknown task {cfg.task!r}")
+    try:
+        load = TASKS[cfg.task]
+    except KeyError:
+        raise ValueError(f"unknown task {cfg.task!r}") from None
+    try:
+        task_class = load()
+    except ImportError:
+        raise ConfigError([f"task: {cfg.task!r} is not available in this build"]) from None
+    return task_class(cfg)

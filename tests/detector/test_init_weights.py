@@ -6,7 +6,7 @@ import torch
 
 from sam3_video import checkpoint
 from sam3_video.config import ConfigError, ModelConfig, WeightsRef
-from sam3_video.model import build_model
+from sam3_video.detector.build import build_model
 from sam3_video.weights import to_upstream_layout as export_state_dict
 
 from .conftest import tiny_model

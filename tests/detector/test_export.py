@@ -9,8 +9,8 @@ import torch
 from sam3 import model_builder
 
 from sam3_video import checkpoint
-from sam3_video.model import build_model
 from sam3_video.config import ModelConfig
+from sam3_video.detector.build import build_model
 from sam3_video.weights import to_upstream_layout as export_state_dict
 
 from .conftest import tiny_model

@@ -1,7 +1,7 @@
 """The `detect` task: grounding a noun phrase on every frame of a clip (SAM3's detector).
 
-Model and loss come from sam3_video.model, clips from sam3_video.data; this module only
-wires them to the trainer's Task interface (see sam3_video.tasks) and the evaluator.
+Model and loss come from this package, clips from sam3_video.data; this module only wires
+them to the trainer's Task interface (sam3_video.tasks) and the evaluator.
 """
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ from pathlib import Path
 
 import torch
 
+from sam3_video.backbone.presets import default_image_size, preset_dims
+from sam3_video.checks import config_problems
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, data_path
-from sam3_video.tasks.checks import config_problems
 
 
 class DetectTask:
     find_unused_parameters = True  # frozen parts and unused heads must not stall DDP
 
     def __init__(self, cfg: TrainConfig | EvalConfig):
-        from sam3_video.model.presets import default_image_size
-
         self.cfg = cfg
         self.image_size = cfg.data.image_size or default_image_size(cfg.model.preset)
         self._loss_fn = None
@@ -34,7 +33,7 @@ class DetectTask:
     # -- model and data ----------------------------------------------------------------
 
     def build_model(self) -> torch.nn.Module:
-        from sam3_video.model import build_model
+        from sam3_video.detector.build import build_model
 
         # Loads model.init.path (ours or upstream sam3.pt) and applies model.freeze.
         return build_model(self.cfg.model, self.image_size)
@@ -60,9 +59,10 @@ class DetectTask:
     # -- loss and evaluation -----------------------------------------------------------
 
     def loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
+        from sam3_video.data import move_to
+
         if self._loss_fn is None:
-            from sam3_video.model import build_detection_loss
-            from sam3_video.model.presets import preset_dims
+            from sam3_video.detector.loss import build_detection_loss
 
             self._loss_fn = build_detection_loss(
                 preset_dims(self.cfg.model.preset).num_queries,
@@ -77,11 +77,11 @@ class DetectTask:
         return out
 
     def predict(self, model: torch.nn.Module, root: Path) -> list:
-        """Per-frame detections (detect_eval.Detection) over every clip of the dataset."""
-        from sam3_video.tasks import detect_eval
+        """Per-frame detections (detector.evaluate.Detection) over every clip of the dataset."""
+        from sam3_video.detector import evaluate
 
         frames = self.cfg.data.frames_per_clip if isinstance(self.cfg, EvalConfig) else None
-        return detect_eval.predict(model, root, self.image_size, frames_per_clip=frames)
+        return evaluate.predict(model, root, self.image_size, frames_per_clip=frames)
 
     def score(self, detections: list, root: Path) -> dict[str, float]:
         """Video metrics (mask_ap, phrase_ap, hota, teta, cgf1, j_and_f, j, f) and the
@@ -89,29 +89,14 @@ class DetectTask:
         return self.score_video(detections, root)["metrics"]
 
     def score_video(self, detections: list, root: Path) -> dict:
-        """Every video metric (sam3_video.metrics) of the detections, linked into
-        masklets: its results plus "metrics" (the flat map of score)."""
-        from sam3_video import metrics
-        from sam3_video.tasks import detect_eval
+        """Every video metric of the detections, linked into masklets: its results plus
+        "metrics" (the flat map of score)."""
+        from sam3_video.detector import evaluate
 
         threshold = self.cfg.score_threshold if isinstance(self.cfg, EvalConfig) else 0.5
-        results = metrics.score_detections(root, [d.to_json() for d in detections],
-                                              score_threshold=threshold)
-        frame = {f"frame_{k}" if "ap" in k else k: v
-                 for k, v in detect_eval.score(detections, root).items()}
-        results["metrics"] = {**metrics.flat_metrics(results), **frame}
-        return results
+        return evaluate.score_video(detections, root, threshold)
 
     def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
         """Metrics on `dataset_dir` (relative to DATA_ROOT): score(predict(...))."""
         root = data_path(dataset_dir, "data.val")
         return self.score(self.predict(model, root), root)
-
-
-def move_to(batch, device: torch.device):
-    """Move a collated batch to `device` (no-op on CPU); sam3's batches implement .to()."""
-    if device.type == "cpu":
-        return batch
-    from sam3.model.utils.misc import copy_data_to_device
-
-    return copy_data_to_device(batch, device, non_blocking=True)

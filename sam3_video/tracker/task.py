@@ -1,6 +1,6 @@
 """The `track` task: training SAM3's tracker (memory and propagation) on video clips.
 
-Wires sam3_video.tracker to the trainer's Task interface (see sam3_video.tasks): the model
+Wires sam3_video.tracker to the trainer's Task interface (sam3_video.tasks): the model
 is the shared vision backbone (trunk frozen by default) plus Sam3TrackerTrain; a batch is a
 few clips with up to `track.max_objects` objects each; evaluation reports J&F of
 propagating a first-frame mask through held-out clips, with and without memory.
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from sam3_video.backbone.presets import default_image_size
+from sam3_video.checks import config_problems
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path, weights_path
-from sam3_video.tasks.checks import config_problems
 from sam3_video.weights import load_track_model_weights
 
 
@@ -22,8 +23,6 @@ class TrackTask:
     find_unused_parameters = True
 
     def __init__(self, cfg: TrainConfig | EvalConfig):
-        from sam3_video.model.presets import default_image_size
-
         self.cfg = cfg
         self.track: TrackConfig = cfg.track if isinstance(cfg, TrainConfig) else TrackConfig()
         self.image_size = cfg.data.image_size or default_image_size(cfg.model.preset)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from sam3_video.model import TINY, build_detection_loss
+from sam3_video.backbone.presets import TINY
+from sam3_video.detector.loss import build_detection_loss
 
 from .conftest import FRAMES, tiny_model
 

@@ -17,8 +17,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
 from sam3_video import compat
+from sam3_video.backbone.presets import TINY, default_image_size
 from sam3_video.config import FreezeConfig, ModelConfig
-from sam3_video.model import TINY, build_detection_loss, build_model, default_image_size
+from sam3_video.detector.build import build_model
+from sam3_video.detector.loss import build_detection_loss
 from sam3_video.optim import trunk_layer_id
 
 from .conftest import tiny_model

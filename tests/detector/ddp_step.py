@@ -9,9 +9,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from sam3_video import compat
+from sam3_video.backbone.presets import TINY
 from sam3_video.config import ModelConfig
 from sam3_video.data import collate, make_video_dataset
-from sam3_video.model import TINY, build_detection_loss, build_model
+from sam3_video.detector.build import build_model
+from sam3_video.detector.loss import build_detection_loss
 
 
 def main(data_root: str) -> None:

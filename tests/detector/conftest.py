@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sam3_video.backbone.presets import default_image_size
 from sam3_video.config import ModelConfig
 from sam3_video.data import collate, make_video_dataset, write_synthetic
-from sam3_video.model import build_model, default_image_size
+from sam3_video.detector.build import build_model
 
 FRAMES = 4
 

@@ -1,4 +1,6 @@
-"""Builders for SAM3's detector from the `sam3` package's own classes, for any preset.
+"""The detector (VideoSam3) built from the `sam3` package's classes for any preset, ready
+to train: `build_model` builds it for a ModelConfig, loads its initial weights
+(sam3_video.weights) and applies the configured freezing.
 
 Mirrors sam3.model_builder (whose _create_* functions hard-code 1008 px and the full
 dims, and allocate on CUDA at construction) with the dims of a `Sam3Dims` preset.
@@ -13,63 +15,61 @@ from sam3.model.geometry_encoders import SequenceGeometryEncoder
 from sam3.model.maskformer_segmentation import PixelDecoder, UniversalSegmentationHead
 from sam3.model.model_misc import MLP, DotProductScoring, TransformerWrapper
 from sam3.model.model_misc import MultiheadAttentionWrapper as MultiheadAttention
-from sam3.model.necks import Sam3DualViTDetNeck
-from sam3.model.position_encoding import PositionEmbeddingSine
 from sam3.model.text_encoder_ve import VETextEncoder
 from sam3.model.tokenizer_ve import SimpleTokenizer
-from sam3.model.vitdet import ViT
 from sam3.model.vl_combiner import SAM3VLBackbone
 
 from sam3_video import compat
-from sam3_video.model.presets import PATCH_SIZE, Sam3Dims
+from sam3_video.backbone.presets import PATCH_SIZE, Sam3Dims, preset_dims
+from sam3_video.backbone.vision import build_vision_backbone, position_encoding
+from sam3_video.config import ConfigError, ModelConfig, weights_path
+from sam3_video.detector.loss import build_matcher
+from sam3_video.detector.model import VideoSam3
+from sam3_video.weights import load_detector_weights
 
 # Activation checkpointing stays on everywhere, as upstream: the fusion encoder and the
 # decoder assert it is enabled whenever the model is in training mode.
 ACTIVATION_CHECKPOINTING = True
+VISION_PREFIX = "backbone.vision_backbone."
+TEXT_PREFIX = "backbone.language_backbone."
+
+
+def build_model(cfg: ModelConfig, image_size: int | None = None, *,
+                with_tracker_neck: bool = False) -> VideoSam3:
+    """A VideoSam3 on the CPU in train mode: built for cfg.preset at `image_size`
+    (None: the preset's), initial weights from cfg.init.path, cfg.freeze applied.
+    Parameters the forward never reaches have requires_grad False (compat, item 9), so
+    DistributedDataParallel(model, find_unused_parameters=False) works."""
+    dims = preset_dims(cfg.preset)
+    model = VideoSam3(
+        **build_detector_parts(dims, image_size or dims.image_size, with_tracker_neck),
+        num_feature_levels=1, o2m_mask_predict=True, use_instance_query=False,
+        multimask_output=True, inst_interactive_predictor=None, matcher=build_matcher(),
+        use_dot_prod_scoring=True, supervise_joint_box_scores=True,
+    )
+    compat.init_text_encoder_params(model)
+    if cfg.init is not None and cfg.init.path:
+        path = weights_path(cfg.init.path, "model.init.path")
+        load_detector_weights(model, path, cfg.preset)
+    elif cfg.init is not None and cfg.init.job_id is not None:
+        raise ConfigError(["model.init.path: job_id was given but not resolved to a checkpoint file"])
+    compat.freeze_detector_unused_params(model)
+    apply_freeze(model, vision_backbone=cfg.freeze.vision_backbone, text_encoder=cfg.freeze.text_encoder)
+    return model.train()
+
+
+def apply_freeze(model: nn.Module, *, vision_backbone: bool, text_encoder: bool) -> None:
+    """Frozen parts keep requires_grad False (the optimiser then skips them)."""
+    frozen_prefixes = tuple(p for p, on in ((VISION_PREFIX, vision_backbone),
+                                            (TEXT_PREFIX, text_encoder)) if on)
+    for name, param in model.named_parameters():
+        if frozen_prefixes and name.startswith(frozen_prefixes):
+            param.requires_grad_(False)
 
 
 def _attention(dims: Sam3Dims, dropout: float, batch_first: bool) -> MultiheadAttention:
     return MultiheadAttention(num_heads=dims.heads, dropout=dropout, embed_dim=dims.d_model,
                               batch_first=batch_first)
-
-
-def _position_encoding(dims: Sam3Dims, precompute_resolution: int | None = None):
-    return PositionEmbeddingSine(num_pos_feats=dims.d_model, normalize=True, scale=None,
-                                 temperature=10000,
-                                 precompute_resolution=compat.cuda_only(precompute_resolution))
-
-
-def check_image_size(image_size: int, dims: Sam3Dims) -> None:
-    if image_size % PATCH_SIZE:
-        raise ValueError(f"image_size: {image_size} is not a multiple of the patch size {PATCH_SIZE}")
-    # the neck's 0.5x level needs at least 2 tokens per side
-    if image_size < 2 * PATCH_SIZE:
-        raise ValueError(f"image_size: {image_size} is smaller than {2 * PATCH_SIZE}")
-
-
-def build_vit(dims: Sam3Dims, image_size: int) -> ViT:
-    return ViT(
-        img_size=image_size, pretrain_img_size=dims.pretrain_image_size, patch_size=PATCH_SIZE,
-        embed_dim=dims.vit_dim, depth=dims.vit_depth, num_heads=dims.vit_heads,
-        mlp_ratio=dims.vit_mlp_ratio, norm_layer="LayerNorm", drop_path_rate=dims.vit_drop_path,
-        qkv_bias=True, use_abs_pos=True, tile_abs_pos=True,
-        global_att_blocks=dims.vit_global_blocks, rel_pos_blocks=(), use_rope=True,
-        use_interp_rope=True, window_size=dims.vit_window, pretrain_use_cls_token=True,
-        retain_cls_token=False, ln_pre=True, ln_post=False, return_interm_layers=False,
-        bias_patch_embed=False, compile_mode=None,
-    )
-
-
-def build_vision_backbone(dims: Sam3Dims, image_size: int,
-                          with_tracker_neck: bool = False) -> Sam3DualViTDetNeck:
-    """ViT trunk + ViTDet neck. `with_tracker_neck` adds the second (SAM2) neck whose
-    features feed the tracker, so detector and tracker share one backbone."""
-    check_image_size(image_size, dims)
-    return Sam3DualViTDetNeck(
-        position_encoding=_position_encoding(dims, precompute_resolution=image_size),
-        d_model=dims.d_model, scale_factors=[4.0, 2.0, 1.0, 0.5],
-        trunk=build_vit(dims, image_size), add_sam2_neck=with_tracker_neck,
-    )
 
 
 def build_text_encoder(dims: Sam3Dims) -> VETextEncoder:
@@ -136,7 +136,7 @@ def build_geometry_encoder(dims: Sam3Dims) -> SequenceGeometryEncoder:
         cross_attention=_attention(dims, dims.dropout, batch_first=False),
     )
     return SequenceGeometryEncoder(
-        pos_enc=_position_encoding(dims), encode_boxes_as_points=False,
+        pos_enc=position_encoding(dims.d_model), encode_boxes_as_points=False,
         points_direct_project=True, points_pool=True, points_pos_enc=True,
         boxes_direct_project=True, boxes_pool=True, boxes_pos_enc=True, d_model=dims.d_model,
         num_layers=dims.geometry_layers, layer=layer, use_act_ckpt=ACTIVATION_CHECKPOINTING,
