@@ -65,7 +65,7 @@ def main() -> None:
         model, opt = models[name]
         batch = collate_clips([clips[i % len(clips)] for i in range(args.clips)]).to(device)
         frames_per_step = batch.num_frames
-        plan = sample_prompt_plan(batch.masks, model.tracker.prompt_settings, kind=VARIANTS[name][0])
+        plan = sample_prompt_plan(batch.masks, model.tracker.track_config, kind=VARIANTS[name][0])
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()

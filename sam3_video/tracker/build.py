@@ -21,8 +21,8 @@ from sam3.sam.transformer import RoPEAttention
 from sam3_video import compat
 from sam3_video.backbone.presets import PATCH_SIZE, preset_dims
 from sam3_video.backbone.vision import build_vision_backbone, position_encoding
+from sam3_video.config import TrackConfig
 from sam3_video.tracker.model import Sam3TrackerTrain, TrackModel
-from sam3_video.tracker.prompts import PromptSettings
 
 # Upstream's tracker mask-decoder options (model_builder.build_tracker). They hold no
 # weights and act only in eval mode; using them here makes our evaluation match sam3's.
@@ -93,16 +93,18 @@ def tracker_kwargs(preset: str, image_size: int, num_maskmem: int = 7) -> dict:
     )
 
 
-def build_track_model(preset: str = "tiny", image_size: int | None = None, num_maskmem: int = 7,
-                      prompt_settings: PromptSettings | None = None) -> TrackModel:
+def build_track_model(preset: str = "tiny", image_size: int | None = None,
+                      track: TrackConfig | None = None) -> TrackModel:
     """The shared SAM3 vision backbone (trunk + detector neck + tracker neck) and a
-    training tracker on its tracker-neck features. Random init."""
+    training tracker on its tracker-neck features, with `track`'s memory size and prompt
+    mix (the defaults when None). Random init."""
     image_size = image_size or preset_dims(preset).image_size
+    track = track or TrackConfig()
     compat.install_cpu_tracker()
     neck = build_vision_backbone(preset_dims(preset), image_size, with_tracker_neck=True)
     backbone = SAM3VLBackbone(visual=neck, text=None, scalp=1)
-    tracker = Sam3TrackerTrain(prompt_settings=prompt_settings,
-                               **tracker_kwargs(preset, image_size, num_maskmem))
+    tracker = Sam3TrackerTrain(track_config=track,
+                               **tracker_kwargs(preset, image_size, track.num_maskmem))
     return TrackModel(backbone, tracker, preset=preset, image_size=image_size)
 
 

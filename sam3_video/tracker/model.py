@@ -22,15 +22,16 @@ from torch import nn
 from sam3.model.sam3_tracker_base import Sam3TrackerBase, concat_points
 from sam3.model.sam3_tracker_utils import get_next_point
 
-from sam3_video.tracker.prompts import PromptPlan, PromptSettings, sample_prompt_plan
+from sam3_video.config import TrackConfig
+from sam3_video.tracker.prompts import PromptPlan, sample_prompt_plan
 
 
 class Sam3TrackerTrain(Sam3TrackerBase):
     """Sam3TrackerBase plus what training needs. Build it with `backbone=None`."""
 
-    def __init__(self, prompt_settings: PromptSettings | None = None, **base_kwargs):
+    def __init__(self, track_config: TrackConfig | None = None, **base_kwargs):
         super().__init__(**base_kwargs)
-        self.prompt_settings = prompt_settings or PromptSettings()
+        self.track_config = track_config or TrackConfig()  # the prompt mix and correction clicks
         # Read by Sam3TrackerBase in training mode but never set by its __init__:
         # GT presence (not the predicted score) decides the no-object pointer and the
         # -1024 mask gating while training (SAM3's teacher forcing of object scores).
@@ -52,7 +53,7 @@ class Sam3TrackerTrain(Sam3TrackerBase):
         Returns one output dict per frame (with the per-step predictions the loss reads).
         """
         if plan is None:
-            plan = sample_prompt_plan(gt_masks, self.prompt_settings, training=self.training)
+            plan = sample_prompt_plan(gt_masks, self.track_config, training=self.training)
         backbone_out = dict(backbone_out)
         backbone_out.update(plan.as_backbone_out())
         backbone_out["gt_masks_per_frame"] = {t: gt_masks[t].unsqueeze(1) for t in range(gt_masks.shape[0])}
@@ -100,9 +101,9 @@ class Sam3TrackerTrain(Sam3TrackerBase):
             # Correction clicks (SAM2): each click comes from the current error region
             # (sometimes from the GT alone), the previous low-res logits go in as the
             # mask prompt, and the heads re-decode the same memory-conditioned features.
-            for _ in range(self.prompt_settings.correction_clicks):
+            for _ in range(self.track_config.correction_clicks):
                 low_res_mask, high_res_mask = steps[-1][3], steps[-1][4]
-                from_gt = bool(torch.rand(()) < self.prompt_settings.prob_correction_from_gt)
+                from_gt = bool(torch.rand(()) < self.track_config.prob_correction_from_gt)
                 points, labels = get_next_point(gt_masks, None if from_gt else high_res_mask > 0, "uniform")
                 point_inputs = concat_points(point_inputs, points, labels)
                 steps.append(self._forward_sam_heads(

@@ -3,8 +3,9 @@
 Once per batch: a mask (taken as the output), a noisy box, or one click on the
 conditioning frames (frame 0 plus up to `max_cond_frames - 1` random frames); click and box
 clips also get correction clicks on 1..`max_correction_frames` frames, always including
-the conditioning frames. Randomness comes from torch's global generator, so the trainer's
-saved RNG state makes a resumed run sample the same prompts.
+the conditioning frames. The mix and the counts are the job's `track` section
+(sam3_video.config.TrackConfig). Randomness comes from torch's global generator, so the
+trainer's saved RNG state makes a resumed run sample the same prompts.
 """
 from __future__ import annotations
 
@@ -14,24 +15,7 @@ import torch
 
 from sam3.model.sam3_tracker_utils import get_next_point, sample_box_points
 
-
-@dataclass(frozen=True)
-class PromptSettings:
-    prob_mask: float = 0.5
-    prob_box: float = 0.25
-    prob_click: float = 0.25
-    max_cond_frames: int = 2
-    correction_clicks: int = 7
-    max_correction_frames: int = 2
-    prob_correction_from_gt: float = 0.1
-
-    @classmethod
-    def from_track_config(cls, track) -> "PromptSettings":
-        """From sam3_video.config.TrackConfig."""
-        return cls(prob_mask=track.prob_mask, prob_box=track.prob_box, prob_click=track.prob_click,
-                   max_cond_frames=track.max_cond_frames, correction_clicks=track.correction_clicks,
-                   max_correction_frames=track.max_correction_frames,
-                   prob_correction_from_gt=track.prob_correction_from_gt)
+from sam3_video.config import TrackConfig
 
 
 @dataclass
@@ -69,7 +53,7 @@ def first_frame_mask_plan(gt_masks: torch.Tensor) -> PromptPlan:
                       num_frames=gt_masks.shape[0])
 
 
-def sample_prompt_plan(gt_masks: torch.Tensor, settings: PromptSettings, training: bool = True,
+def sample_prompt_plan(gt_masks: torch.Tensor, settings: TrackConfig, training: bool = True,
                        kind: str | None = None) -> PromptPlan:
     """gt_masks: bool [T, N, S, S]. `kind` forces the prompt type (tests, benchmarks)."""
     if not training:

@@ -43,10 +43,8 @@ class TrackTask:
 
     def build_model(self) -> torch.nn.Module:
         from sam3_video.tracker.build import build_track_model, set_trainable
-        from sam3_video.tracker.prompts import PromptSettings
 
-        model = build_track_model(self.cfg.model.preset, self.image_size, self.track.num_maskmem,
-                                  PromptSettings.from_track_config(self.track))
+        model = build_track_model(self.cfg.model.preset, self.image_size, self.track)
         init = self.cfg.model.init
         if init is not None and init.path is not None:
             load_track_model_weights(model, weights_path(init.path, "model.init.path"),

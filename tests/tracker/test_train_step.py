@@ -24,7 +24,7 @@ def grad_fraction(model, prefix: str) -> float:
 def test_one_step_per_prompt_type(tiny_model, clip_batch, kind):
     torch.manual_seed(1)
     b = clip_batch
-    plan = sample_prompt_plan(b.masks, tiny_model.tracker.prompt_settings, kind=kind)
+    plan = sample_prompt_plan(b.masks, tiny_model.tracker.track_config, kind=kind)
     outputs = tiny_model(b.images, list(b.img_ids), b.masks, plan)
     losses = MultiStepMultiMaskLoss()(outputs, b.masks)
     losses["loss"].backward()
@@ -45,7 +45,7 @@ def test_one_step_per_prompt_type(tiny_model, clip_batch, kind):
         assert steps_per_frame == [1] * len(outputs)
     else:
         # Correction clicks: 1 + 7 decoder steps on every corrected frame, 1 elsewhere.
-        corrections = tiny_model.tracker.prompt_settings.correction_clicks
+        corrections = tiny_model.tracker.track_config.correction_clicks
         assert 0 in plan.correction_frames
         assert steps_per_frame == [1 + corrections if t in plan.correction_frames else 1
                                    for t in range(len(outputs))]
@@ -53,7 +53,7 @@ def test_one_step_per_prompt_type(tiny_model, clip_batch, kind):
 
 def test_click_corrections_add_points(tiny_model, clip_batch):
     b = clip_batch
-    plan = sample_prompt_plan(b.masks, tiny_model.tracker.prompt_settings, kind="click")
+    plan = sample_prompt_plan(b.masks, tiny_model.tracker.track_config, kind="click")
     outputs = tiny_model(b.images, list(b.img_ids), b.masks, plan)
     first = outputs[0]["point_inputs"]
     # One initial click plus one per correction step, for every object.
@@ -62,7 +62,7 @@ def test_click_corrections_add_points(tiny_model, clip_batch):
 
 
 def test_box_prompt_is_two_corner_points(tiny_model, clip_batch):
-    plan = sample_prompt_plan(clip_batch.masks, tiny_model.tracker.prompt_settings, kind="box")
+    plan = sample_prompt_plan(clip_batch.masks, tiny_model.tracker.track_config, kind="box")
     labels = plan.point_inputs[0]["point_labels"]
     assert labels.tolist() == [[2, 3]] * clip_batch.masks.shape[1]
 
@@ -70,7 +70,7 @@ def test_box_prompt_is_two_corner_points(tiny_model, clip_batch):
 def test_training_steps_lower_the_loss_on_a_fixed_clip(tiny_model, clip_batch):
     b = clip_batch
     opt = torch.optim.AdamW([p for p in tiny_model.parameters() if p.requires_grad], lr=1e-3)
-    plan = sample_prompt_plan(b.masks, tiny_model.tracker.prompt_settings, kind="mask")
+    plan = sample_prompt_plan(b.masks, tiny_model.tracker.track_config, kind="mask")
     loss_fn = MultiStepMultiMaskLoss()
     values = []
     for _ in range(6):
