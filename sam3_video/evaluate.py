@@ -25,11 +25,11 @@ import torch
 
 from sam3_video import distributed, exit_codes
 from sam3_video.config import ConfigError, EvalConfig, data_path, load_config_file
+from sam3_video.failures import report_failure
 from sam3_video.metrics_log import MetricsLog
+from sam3_video.run_layout import PREDICTIONS_FILE, RESULTS_FILE, write_json_atomic
 from sam3_video.sampler import seed_everything
 from sam3_video.tasks import get_task
-from sam3_video.failures import report_failure
-from sam3_video.run_layout import write_json_atomic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,9 +56,9 @@ def evaluate(cfg: EvalConfig, run_dir: Path, device: torch.device) -> dict[str, 
     else:
         metrics, records = task.score(predictions, root), [p.to_json() for p in predictions]
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "predictions.json", records)
+    write_json_atomic(run_dir / PREDICTIONS_FILE, records)
     init = cfg.model.init
-    write_json_atomic(run_dir / "results.json", {
+    write_json_atomic(run_dir / RESULTS_FILE, {
         "metrics": metrics,
         **extra,
         "task": cfg.task,
@@ -81,8 +81,7 @@ def main(argv=None) -> int:
         cfg = load_config_file(args.config, "eval")
         get_task(cfg).check()
     except ConfigError as err:
-        print("configuration error:\n  " + "\n  ".join(err.problems), file=sys.stderr)
-        return exit_codes.CONFIG_ERROR
+        return report_failure(err)
     if cfg.gpus > 0 and not torch.cuda.is_available():
         print(f"gpus={cfg.gpus} but no CUDA device is visible to this process", file=sys.stderr)
         return 1

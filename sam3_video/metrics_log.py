@@ -12,11 +12,13 @@ import os
 import time
 from pathlib import Path
 
+from sam3_video.run_layout import METRICS_FILE, TENSORBOARD_DIR
+
 
 class MetricsLog:
     def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, tensorboard: bool = True):
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS_FILE
         self._file = None
         self._tb = None
         if not enabled:
@@ -25,7 +27,7 @@ class MetricsLog:
         self._file = open(self.path, "a", buffering=1)  # line-buffered: one flush per line
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
 
     def write(self, step: int, values: dict[str, float], **extra) -> dict | None:
         """Append {"step", "time", **extra, **values}; numbers go to TensorBoard as scalars."""
@@ -52,7 +54,7 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
     lines = []

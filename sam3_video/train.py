@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader
 from sam3_video import checkpoint, distributed, exit_codes
 from sam3_video.config import ConfigError, TrainConfig, load_config_file
 from sam3_video.failures import report_failure
-from sam3_video.run_layout import write_json_atomic
 from sam3_video.metrics_log import MetricsLog
 from sam3_video.optim import build_optimizer, build_scheduler
+from sam3_video.run_layout import CHECKPOINT_DIR, EVALUATION_FILE, write_json_atomic
 from sam3_video.sampler import ResumableSampler, SeededSamples, seed_everything
 from sam3_video.tasks import Task, get_task
 
@@ -93,12 +93,12 @@ def endless(loader: DataLoader, sampler: ResumableSampler):
 class Trainer:
     def __init__(self, cfg: TrainConfig, task: Task, dist: distributed.Dist, run_dir: Path):
         self.cfg, self.task, self.dist, self.run_dir = cfg, task, dist, run_dir
-        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir = run_dir / CHECKPOINT_DIR
         self.device = dist.device
         self.dtype = amp_dtype(cfg, self.device)
         self.stop = StopFlag()
         self.metrics = MetricsLog(run_dir, enabled=dist.is_main)
-        self.evaluation_path = run_dir / "evaluation.json"
+        self.evaluation_path = run_dir / EVALUATION_FILE
 
         seed_everything(cfg.seed)  # same initial weights on every rank
         self.model = task.build_model().to(self.device)
@@ -298,10 +298,7 @@ def main(argv=None) -> int:
         task = get_task(cfg)
         task.check()
     except ConfigError as err:
-        print("configuration error:", file=sys.stderr)
-        for problem in err.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return exit_codes.CONFIG_ERROR
+        return report_failure(err)
     check_devices(cfg)
     dist = distributed.init(use_cuda=cfg.gpus > 0)
     run_dir.mkdir(parents=True, exist_ok=True)

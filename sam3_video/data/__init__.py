@@ -1,5 +1,14 @@
 """Video datasets: the native format, sam3's dataset over it, validation, synthetic data.
 
+    native.py         the native format (annotations.json + JPEGImages/): parse and check
+    loader.py         the native dataset as the loader sam3's VideoGroundingDataset reads
+    video_dataset.py  sam3's dataset and collator over it, eval clips, batches to a device
+    validate.py       validate_dataset: every problem of a dataset, frame files included
+    problems.py       Problem (file, record, message) and DatasetError
+    synthetic.py      write_synthetic: small deterministic datasets of moving shapes
+    masks.py          COCO RLE masks: the checks, encode/decode, areas, boxes, IoU
+    __main__.py       python -m sam3_video.data synthetic|validate
+
     make_video_dataset(root, image_size=, frames_per_clip=, ...) -> sam3 VideoGroundingDataset
     collate(items) -> sam3 BatchedDatapoint;  move_to(batch, device)
     eval_clips(root, image_size=, frames_per_clip=None) -> deterministic EvalClip iterator

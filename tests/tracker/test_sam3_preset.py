@@ -22,7 +22,7 @@ def test_sam3_tracker_matches_upstream_layout():
     assert shapes(tracker.transformer) == shapes(upstream_attention)
     assert tracker.mem_dim == 64 and tracker.hidden_dim == 256 and tracker.num_maskmem == 7
     assert tracker.image_size == 1008 and tracker.sam_image_embedding_size == 72
-    # The full upstream tracker is 11.7 M parameters (TRACKER_TRAINING.md §4).
+    # The full upstream tracker (sam3.pt's tracker.* tensors) is 11.7 M parameters.
     n = sum(p.numel() for p in tracker.parameters())
     assert 11.6e6 < n < 11.8e6, n
     assert not any(k.startswith("backbone") for k in tracker.state_dict())

@@ -9,7 +9,7 @@ import torch
 from sam3_video.tracker.loss import MultiStepMultiMaskLoss
 from sam3_video.tracker.prompts import sample_prompt_plan
 
-# Parts the memory path must train (TRACKER_TRAINING.md §4: gradients reach all of them).
+# Parts the memory path must train: a training step's gradients reach all of them.
 MEMORY_PARTS = ("tracker.transformer.", "tracker.maskmem_backbone.", "tracker.obj_ptr_proj.")
 
 
