@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 import jobstore
@@ -37,16 +38,23 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
 
 
-def current_caller(request: Request, engine: EngineDep) -> Caller:
+# FastAPI's bearer scheme: it puts the security scheme in the OpenAPI document (the
+# Authorize button in /docs, auth in generated clients) and parses the header. With
+# auto_error=False it answers None instead of its own 401, so the messages below stay ours.
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="an API token from `sam3v tokens create`: "
+                                "`Authorization: Bearer <token>`")
+
+
+def current_caller(request: Request, engine: EngineDep,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
     """The caller named by `Authorization: Bearer <token>`, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        raise HTTPException(401, "missing Authorization header (expected 'Bearer <token>')",
-                            headers=UNAUTHORIZED)
-    if scheme.lower() != "bearer" or not token.strip():
+    if credentials is None:  # no header, another scheme, or no token after "Bearer"
+        if not request.headers.get("authorization"):
+            raise HTTPException(401, "missing Authorization header (expected 'Bearer <token>')",
+                                headers=UNAUTHORIZED)
         raise HTTPException(401, "Authorization header must be 'Bearer <token>'", headers=UNAUTHORIZED)
-    caller = lookup_token(engine, token.strip())
+    caller = lookup_token(engine, credentials.credentials)
     if caller is None:
         raise HTTPException(401, "unknown or revoked API token", headers=UNAUTHORIZED)
     return caller
