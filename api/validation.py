@@ -38,7 +38,8 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
     problems: list[str] = []
     try:
         resolved = resolve_paths(config, data_root=settings.data_root,
-                                 checkpoint_of=_checkpoint_lookup(engine, settings, caller))
+                                 checkpoint_of=_checkpoint_lookup(engine, settings, caller),
+                                 runs_root=settings.runs_root)
     except ConfigError as err:
         problems.extend(f"config.{p}" for p in err.problems)
     else:

@@ -46,8 +46,10 @@ class WeightsRef(Strict):
     """Initial weights: a file, a previous job's checkpoint, or neither (random init).
 
     `path` is a local upstream sam3.pt or a checkpoint of ours, relative to DATA_ROOT
-    (absolute paths must lie under DATA_ROOT or RUNS_ROOT). `job_id` names a previous job;
-    the service resolves it to that job's checkpoint file and fills in `path`.
+    (an absolute path must lie under DATA_ROOT, and never under RUNS_ROOT: other jobs'
+    files are reached through `job_id` only, which checks the caller may see that job).
+    `job_id` names a previous job; the service resolves it to that job's checkpoint file
+    where the spec is used (the stored spec keeps `job_id` and no `path`).
     """
 
     path: str | None = None
@@ -244,16 +246,27 @@ model.init.* when the job is not the caller's, or has no such checkpoint."""
 
 
 def resolve_paths(cfg: TrainConfig | EvalConfig, *, data_root: str | os.PathLike,
-                  checkpoint_of: CheckpointLookup | None = None) -> TrainConfig | EvalConfig:
+                  checkpoint_of: CheckpointLookup | None = None,
+                  runs_root: str | os.PathLike | None = None) -> TrainConfig | EvalConfig:
     """A copy of `cfg` whose every path is absolute: datasets and a user-written
-    model.init.path under DATA_ROOT only (a user never names a file under RUNS_ROOT);
-    model.init.job_id becomes that job's checkpoint through `checkpoint_of`, which owns
-    the owner check. The stored spec stays as the user sent it; this runs where the paths
+    model.init.path under DATA_ROOT only, symlinks followed; model.init.job_id becomes
+    that job's checkpoint through `checkpoint_of`, which owns the owner check. A user
+    never names a file under RUNS_ROOT: when `runs_root` is given (the API and the worker
+    always give it), a user path that lands there is refused even when RUNS_ROOT lies
+    inside DATA_ROOT. The stored spec stays as the user sent it; this runs where the paths
     are used (API validation, the worker writing job.json). Raises one ConfigError listing
     every problem, each naming its field."""
     resolved = cfg.model_copy(deep=True)
     roots = {DATA_ROOT_ENV: str(data_root)}
+    runs = Path(runs_root).resolve() if runs_root is not None else None
     problems: list[str] = []
+
+    def user_path(path: str, field: str) -> Path:
+        real = resolve_under(path, field, roots)
+        if runs is not None and (real == runs or runs in real.parents):
+            raise ConfigError([f"{field}: {path[:200]!r} lies under RUNS_ROOT, where jobs keep "
+                               "their runs; name a previous job with model.init.job_id"])
+        return real
 
     def attempt(fn, *args):
         try:
@@ -263,7 +276,7 @@ def resolve_paths(cfg: TrainConfig | EvalConfig, *, data_root: str | os.PathLike
             return None
 
     for field, rel in dataset_fields(cfg).items():
-        path = attempt(resolve_under, rel, field, roots)
+        path = attempt(user_path, rel, field)
         if path is not None:
             section, name = field.split(".")
             setattr(resolved.data, name, str(path))
@@ -279,7 +292,7 @@ def resolve_paths(cfg: TrainConfig | EvalConfig, *, data_root: str | os.PathLike
                 if path is not None:
                     init.path = str(path)
         elif init.path is not None:
-            path = attempt(resolve_under, init.path, "model.init.path", roots)
+            path = attempt(user_path, init.path, "model.init.path")
             if path is not None:
                 init.path = str(path)
     if problems:

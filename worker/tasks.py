@@ -100,10 +100,12 @@ def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> st
 
 def resolved_config(kind: str, raw: dict, settings: Settings) -> TrainConfig | EvalConfig:
     """Validate the stored config and make every path in it absolute (datasets and a user's
-    weights under DATA_ROOT, model.init.job_id -> that job's checkpoint file)."""
+    weights under DATA_ROOT and never under RUNS_ROOT, model.init.job_id -> that job's
+    checkpoint file)."""
     config = parse_config(kind, raw)
     return resolve_paths(config, data_root=settings.data_root,
-                         checkpoint_of=functools.partial(previous_checkpoint, settings.runs_root))
+                         checkpoint_of=functools.partial(previous_checkpoint, settings.runs_root),
+                         runs_root=settings.runs_root)
 
 
 def write_job_file(run_dir: Path, job: jobstore.Job, config: TrainConfig | EvalConfig) -> Path:
