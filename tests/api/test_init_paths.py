@@ -101,3 +101,25 @@ def test_row2_own_job_id_still_works(client, auth, make_job, settings):
     assert r.json()["config"]["model"]["init"]["job_id"] == src["id"]
     r = client.post("/jobs", json=eval_body({"job_id": src["id"]}), headers=auth["bob"])
     assert r.status_code == 422 and f"job {src['id']} not found" in r.text
+
+
+def test_row2_worker_resolves_job_json_with_the_same_exclusion(tmp_path):
+    """The worker resolves the stored spec again when it writes job.json: a user path
+    under a RUNS_ROOT nested in DATA_ROOT fails the job as a config error there too."""
+    from sam3_video.config import ConfigError
+    from worker.tasks import resolved_config
+
+    data = tmp_path / "data"
+    settings = Settings(home=tmp_path, data_root=data, runs_root=data / "runs")
+    (data / "synthetic-val").mkdir(parents=True)
+    ckpt = with_checkpoint(settings.runs_root, 3)
+    stored = {"data": {"dataset": "synthetic-val"}, "gpus": 0}
+    for path in ("runs/job-3/checkpoints/" + CHECKPOINT, str(ckpt)):
+        try:
+            resolved_config("eval", {**stored, "model": {"init": {"path": path}}}, settings)
+        except ConfigError as err:
+            assert err.problems[0].startswith("model.init.path:") and "RUNS_ROOT" in str(err)
+        else:
+            raise AssertionError(f"{path} was accepted")
+    by_job = resolved_config("eval", {**stored, "model": {"init": {"job_id": 3}}}, settings)
+    assert by_job.model.init.path == str(ckpt.resolve())
