@@ -11,8 +11,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Float, create_engine, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from jobstore.settings import Settings, get_settings
 
@@ -43,6 +45,29 @@ def _sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(conn):
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class db_now(FunctionElement):
+    """The database's current time, in unix seconds (a float), as an SQL expression.
+
+    Leases are set and judged with it (jobstore.jobs), so hosts whose clocks disagree
+    still agree on when a lease runs out. PostgreSQL: the server's CURRENT_TIMESTAMP
+    (the transaction's start; each transition is one short transaction). SQLite runs in
+    the process using it, on one host: that host's clock, with milliseconds."""
+    type = Float()
+    name = "db_now"
+    inherit_cache = True
+
+
+@compiles(db_now)
+def _db_now_default(element, compiler, **kw) -> str:
+    return "CAST(EXTRACT(EPOCH FROM CURRENT_TIMESTAMP) AS DOUBLE PRECISION)"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element, compiler, **kw) -> str:
+    # julianday('now') has millisecond precision; 2440587.5 is the Julian day of 1970-01-01.
+    return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
 def create_db_engine(url: str, busy_timeout_ms: int = 30_000) -> Engine:

@@ -4,6 +4,11 @@ transaction: two processes racing on the same job cannot both win, and the event
 
 Every function takes an optional `engine=`; without it, the process-wide engine of
 `jobstore.settings.get_settings()` is used.
+
+Leases (lease_until) are set and compared on the database's clock (jobstore.db.db_now,
+inside the UPDATE and the WHERE), never on the calling host's: a worker whose clock lags
+does not hand out leases that look expired, and a reaper whose clock runs ahead does not
+take a healthy job away.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from collections.abc import Iterable
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from jobstore.db import get_engine, session_scope
+from jobstore.db import db_now, get_engine, session_scope
 from jobstore.models import (ACTIVE_STATES, FINISHED_STATES, REASON_KINDS, Attempt,
                              Checkpoint, Job, JobEvent, Metric, MetricLatest)
 
@@ -119,7 +124,7 @@ def claim_job(job_id: int, worker_id: str, lease_seconds: float, *,
     with session_scope(_engine(engine)) as s:
         job = _transition(s, job_id, [Job.state == "queued"],
                           dict(state="running", attempt=Job.attempt + 1, worker_id=worker_id,
-                               lease_until=now + lease_seconds, eta_seconds=None,
+                               lease_until=db_now() + lease_seconds, eta_seconds=None,
                                started_at=func.coalesce(Job.started_at, now)))
         if job is None:
             return None
@@ -135,7 +140,7 @@ def renew_lease(job_id: int, attempt: int, lease_seconds: float, *,
     with session_scope(_engine(engine)) as s:
         stmt = (update(Job).where(Job.id == job_id, Job.attempt == attempt,
                                   Job.state.in_(ACTIVE_STATES))
-                .values(lease_until=time.time() + lease_seconds).returning(Job.state))
+                .values(lease_until=db_now() + lease_seconds).returning(Job.state))
         return s.execute(stmt).scalar_one_or_none()
 
 
@@ -251,11 +256,12 @@ def _close_attempt(s: Session, job_id: int, number: int, outcome: str, reason, n
 
 
 def expired_leases(now: float | None = None, *, engine: Engine | None = None) -> list[Job]:
-    """running/cancelling jobs whose lease ran out (their worker died or hung)."""
-    now = time.time() if now is None else _as_unix(now)
+    """running/cancelling jobs whose lease ran out (their worker died or hung) by the
+    database's clock, or before `now` (unix seconds; math.inf: every lease) if given."""
+    cutoff = db_now() if now is None else _as_unix(now)
     with session_scope(_engine(engine), write=False) as s:
         return list(s.scalars(select(Job).where(Job.state.in_(ACTIVE_STATES),
-                                                Job.lease_until < now).order_by(Job.id)))
+                                                Job.lease_until < cutoff).order_by(Job.id)))
 
 
 def stale_queued(older_than_seconds: float, *, engine: Engine | None = None) -> list[Job]:
