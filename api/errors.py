@@ -65,6 +65,7 @@ _DESCRIPTIONS = {
     413: "Request body larger than SAM3V_MAX_BODY_BYTES",
     416: "Requested range or offset lies beyond the file",
     422: "Invalid fields; each error names the field",
+    429: "A limit was reached (the detail names it, e.g. SAM3V_MAX_ACTIVE_JOBS_PER_USER)",
     503: "Database or broker unreachable",
 }
 

@@ -20,6 +20,10 @@ class JobCreate(BaseModel):
     gpus: int | None = Field(default=None, ge=0, le=64,
                              description="overrides config.gpus; 0 runs on CPU")
     priority: int = Field(default=0, ge=0, le=9)
+    time_limit_s: int | None = Field(
+        default=None, ge=1, description="seconds of running time this job may use; at most "
+        "the server's SAM3V_JOB_TIME_LIMIT_S (the default). Past it the worker stops the job "
+        "(it checkpoints first) and it fails with kind time_limit")
 
 
 class Progress(BaseModel):
@@ -30,7 +34,8 @@ class Progress(BaseModel):
 
 
 class Failure(BaseModel):
-    kind: str | None = Field(description="config | oom | infrastructure | cancelled")
+    kind: str | None = Field(description="config | oom | infrastructure | cancelled | "
+                             "time_limit | disk_quota | disk_full")
     message: str | None
 
 
@@ -60,6 +65,9 @@ class JobOut(BaseModel):
     queue: str
     attempt: int
     max_attempts: int
+    time_limit_s: int | None = Field(
+        default=None, description="the job's own running-time limit; null: the server's "
+        "SAM3V_JOB_TIME_LIMIT_S")
     created_at: str
     updated_at: str
     started_at: str | None

@@ -44,6 +44,10 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
         problems.extend(f"config.{p}" for p in err.problems)
     else:
         _check_files(problems, config, resolved)
+    if body.time_limit_s is not None and body.time_limit_s > settings.job_time_limit_s:
+        problems.append(f"time_limit_s: {body.time_limit_s} s is above this server's limit of "
+                        f"{settings.job_time_limit_s} s (SAM3V_JOB_TIME_LIMIT_S); a job may "
+                        "only lower it")
     if config.gpus not in settings.gpu_counts:
         problems.append(f"gpus: no worker queue serves {config.gpus} GPU(s); available sizes: "
                         f"{sorted(settings.gpu_counts)} (0 = CPU)")

@@ -35,8 +35,8 @@ snapshots; read their fields freely, do not expect them to refresh.
 For other queries: `with jobstore.session_scope(engine, write=False) as s: ...`.
 """
 from jobstore.db import create_db_engine, get_engine, normalise_url, reader, session_scope
-from jobstore.jobs import (add_checkpoint, add_event, add_metrics, cancel_job, claim_job,
-                           create_job, delete_job, expired_leases, finish_job, get_job,
+from jobstore.jobs import (active_jobs_of, add_checkpoint, add_event, add_metrics, cancel_job,
+                           claim_job, create_job, delete_job, expired_leases, finish_job, get_job,
                            mark_enqueued, record_progress, renew_lease, requeue_job,
                            retry_job, stale_queued)
 from jobstore.migrate import migrate
@@ -46,8 +46,8 @@ from jobstore.models import (ACTIVE_STATES, FINISHED_STATES, JOB_STATES, REASON_
 
 __all__ = [
     "create_db_engine", "get_engine", "normalise_url", "reader", "session_scope",
-    "add_checkpoint", "add_event", "add_metrics", "cancel_job", "claim_job", "create_job",
-    "delete_job", "expired_leases", "finish_job", "get_job", "mark_enqueued",
+    "active_jobs_of", "add_checkpoint", "add_event", "add_metrics", "cancel_job", "claim_job",
+    "create_job", "delete_job", "expired_leases", "finish_job", "get_job", "mark_enqueued",
     "record_progress", "renew_lease", "requeue_job", "retry_job", "stale_queued", "migrate",
     "ACTIVE_STATES", "FINISHED_STATES", "JOB_STATES", "REASON_KINDS", "Attempt", "Base",
     "Checkpoint", "IdempotencyKey", "Job", "JobEvent", "Metric", "MetricLatest", "Token", "User",

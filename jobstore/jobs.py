@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from jobstore.db import db_now, get_engine, session_scope
 from jobstore.models import (ACTIVE_STATES, FINISHED_STATES, REASON_KINDS, Attempt,
-                             Checkpoint, Job, JobEvent, Metric, MetricLatest)
+                             Checkpoint, Job, JobEvent, Metric, MetricLatest, User)
 
 
 def _engine(engine: Engine | None) -> Engine:
@@ -56,18 +56,29 @@ def _insert(session: Session):
 # ---------------------------------------------------------------- API side
 
 def create_job(session: Session, *, owner_id: int, kind: str, name: str | None, config: dict,
-               gpus: int, queue: str, priority: int, max_attempts: int) -> Job:
+               gpus: int, queue: str, priority: int, max_attempts: int,
+               time_limit_s: int | None = None) -> Job:
     """Insert a queued job inside the caller's transaction (so an idempotency key can
     be stored atomically with it)."""
     now = time.time()
     job = Job(owner_id=owner_id, kind=kind, name=name, state="queued", priority=priority,
               gpus=gpus, queue=queue, config=config, attempt=0, max_attempts=max_attempts,
-              step=0, max_steps=config.get("max_steps"), created_at=now, updated_at=now,
-              enqueued_at=now)
+              time_limit_s=time_limit_s, step=0, max_steps=config.get("max_steps"),
+              created_at=now, updated_at=now, enqueued_at=now)
     session.add(job)
     session.flush()  # assigns job.id
     _state_event(session, job)
     return job
+
+
+def active_jobs_of(session: Session, owner_id: int, *, lock: bool = False) -> int:
+    """How many queued, running or cancelling jobs the user has (the per-user limit).
+    lock=True takes the user's row first (SELECT ... FOR UPDATE on PostgreSQL; SQLite's
+    write transaction already serialises), so two concurrent submits cannot both pass."""
+    if lock:
+        session.execute(select(User.id).where(User.id == owner_id).with_for_update())
+    return session.scalar(select(func.count()).select_from(Job).where(
+        Job.owner_id == owner_id, Job.state.in_(("queued", *ACTIVE_STATES))))
 
 
 def mark_enqueued(job_id: int, *, engine: Engine | None = None) -> bool:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from jobstore.db import get_engine
@@ -18,6 +19,13 @@ def migrate(settings: Settings | None = None, *, engine: Engine | None = None,
     """Bring the database of `settings` (or `engine`) to the newest schema (or to
     `revision`, for tests of a migration)."""
     _run(command.upgrade, revision, settings, engine)
+
+
+def head_revision() -> str:
+    """The newest revision in migrations/versions (what migrate() brings a database to)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def downgrade(revision: str, settings: Settings | None = None, *,

@@ -15,7 +15,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("running", "cancelling")
-REASON_KINDS = ("config", "oom", "infrastructure", "cancelled")
+# Why a job failed (jobs.reason_kind, a plain string column: no constraint to migrate).
+# config, oom, time_limit, disk_quota and disk_full are never retried (the same run would
+# fail the same way); infrastructure is retried while attempts remain.
+REASON_KINDS = ("config", "oom", "infrastructure", "cancelled", "time_limit", "disk_quota",
+                "disk_full")
 
 
 class Base(DeclarativeBase):
@@ -51,6 +55,8 @@ class Job(Base):
     config: Mapped[dict] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
+    # Seconds of running time this job may use; None: the worker's SAM3V_JOB_TIME_LIMIT_S.
+    time_limit_s: Mapped[int | None] = mapped_column(Integer)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[float | None] = mapped_column(Float)
     step: Mapped[int] = mapped_column(Integer, default=0)

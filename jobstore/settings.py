@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     worker_queue: str = Field(default="", description="overrides the queue derived from worker_gpus")
     # Between SIGTERM (the trainer checkpoints) and SIGKILL, on cancel and on worker stop.
     cancel_grace_s: float = Field(default=30.0, gt=0)
+    # Limits. POST /jobs and retry past the per-user limit get 429; the worker's
+    # supervisor enforces the time limit and the run-directory quota (reason kinds
+    # "time_limit" and "disk_quota", never retried).
+    max_active_jobs_per_user: int = Field(
+        default=20, ge=1, description="queued, running or cancelling jobs one user may have")
+    admins_exempt_from_job_limit: bool = Field(
+        default=True, description="admins may exceed max_active_jobs_per_user")
+    job_time_limit_s: int = Field(
+        default=7 * 24 * 3600, ge=1,
+        description="running time of a job (its attempts since submit or the last retry); "
+                    "a job's own time_limit_s may only lower it")
+    run_dir_quota_bytes: int = Field(
+        default=100 * 1024**3, ge=1,
+        description="disk use of one run directory (checkpoints x keep_last, logs, metrics)")
 
     _split_lists = field_validator("cors_origins", "gpu_counts", mode="before")(_comma_list)
 

@@ -23,7 +23,9 @@ Modules, one job each:
     proctree    process trees: the job's (remember every descendant, terminate them all and
                 confirm) and the local stack's children (used by deploy/launcher.py)
     ingest      tail metrics.jsonl, find new checkpoints, estimate the ETA
-    supervise   the loop: lease, ingest, cancel, shutdown
+    supervise   the loop: lease, ingest, cancel, shutdown, limits
+    limits      the job's time limit and run-directory disk quota (failure kinds
+                time_limit, disk_quota; never retried)
     reaper      the recovery rule for expired leases, re-send lost broker messages
 
 Environment (all read through `jobstore.settings.Settings`, prefix SAM3V_):

@@ -1,8 +1,10 @@
 """The supervision loop of one attempt: one thread, one tick a second.
 
 Each tick: record new descendants, feed new metrics and checkpoints to the job store,
-and every few seconds renew the lease. It ends when the trainer exits, or stops the
-trainer itself when the job is cancelled, the lease is lost, or the worker shuts down.
+check the job's limits (worker/limits.py: running time, run-directory disk use) and
+every few seconds renew the lease. It ends when the trainer exits, or stops the trainer
+itself when the job is cancelled, the lease is lost, the worker shuts down or a limit
+is exceeded.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from sqlalchemy import select
 import jobstore
 from sam3_video.run_layout import CHECKPOINT_DIR, METRICS_FILE
 from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
+from worker.limits import Limits
 from worker.proctree import ProcessTree
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,10 @@ METRICS_BATCH = 500  # rows per add_metrics call (one transaction each)
 @dataclass
 class Outcome:
     exit_code: int | None
-    stopped_by: str | None = None   # None | "cancel" | "lease_lost" | "shutdown"
+    # None | "cancel" | "lease_lost" | "shutdown" | "time_limit" | "disk_quota"
+    stopped_by: str | None = None
     survivors: tuple[int, ...] = ()
+    message: str | None = None      # why a limit stopped it (the job's failure reason)
 
 
 def attempt_starts(job_id: int) -> list[tuple[float, int]]:
@@ -50,7 +55,8 @@ def registered_checkpoints(job_id: int) -> set[str]:
 class Supervisor:
     def __init__(self, job_id: int, attempt: int, max_steps: int | None, run_dir: Path,
                  proc: subprocess.Popen, *, lease_seconds: float, cancel_grace_s: float,
-                 stop_requested: threading.Event, tick_s: float = 1.0):
+                 stop_requested: threading.Event, tick_s: float = 1.0,
+                 limits: Limits | None = None):
         self.job_id, self.attempt, self.max_steps = job_id, attempt, max_steps
         self.run_dir = run_dir
         self.proc = proc
@@ -60,6 +66,7 @@ class Supervisor:
         self.cancel_grace_s = cancel_grace_s
         self.stop_requested = stop_requested
         self.tick_s = tick_s
+        self.limits = limits
         # Every attempt re-reads metrics.jsonl from the start (see writer_of).
         self.metrics = MetricsTail(run_dir / METRICS_FILE)
         self.checkpoints = CheckpointScanner(run_dir / CHECKPOINT_DIR)
@@ -82,6 +89,10 @@ class Supervisor:
             self.ingest()
             if self.stop_requested.is_set():
                 return self.stop("shutdown")
+            exceeded = self.limits.check() if self.limits is not None else None
+            if exceeded:
+                log.warning("job %s: %s", self.job_id, exceeded[1])
+                return self.stop(*exceeded)
             if time.monotonic() >= next_renew:
                 next_renew = time.monotonic() + self.renew_every
                 reason = self.renew()
@@ -111,11 +122,32 @@ class Supervisor:
             return "cancel"
         return None
 
-    def stop(self, reason: str) -> Outcome:
+    def stop(self, reason: str, message: str | None = None) -> Outcome:
         log.info("job %s: stopping the trainer (%s)", self.job_id, reason)
-        survivors = self.tree.terminate(self.cancel_grace_s)
-        self.final_ingest()  # includes the checkpoint written on SIGTERM
-        return Outcome(self.proc.poll(), reason, tuple(survivors))
+        # The trainer may take SAM3V_CANCEL_GRACE_S to checkpoint, longer than a lease:
+        # keep the lease meanwhile, or the reaper requeues the job under us (and a job
+        # stopped by a limit would run again). A lost lease is not ours to keep.
+        done = threading.Event()
+        keeper = None
+        if reason != "lease_lost":
+            keeper = threading.Thread(target=self._keep_lease, args=(done,), daemon=True,
+                                      name=f"lease-job-{self.job_id}")
+            keeper.start()
+        try:
+            survivors = self.tree.terminate(self.cancel_grace_s)
+            self.final_ingest()  # includes the checkpoint written on SIGTERM
+        finally:
+            done.set()
+            if keeper is not None:
+                keeper.join()
+        return Outcome(self.proc.poll(), reason, tuple(survivors), message)
+
+    def _keep_lease(self, done: threading.Event) -> None:
+        while not done.wait(self.renew_every):
+            try:
+                jobstore.renew_lease(self.job_id, self.attempt, self.lease_seconds)
+            except Exception:  # the next renewal tries again; the reaper is the backstop
+                log.exception("job %s: renewing the lease while stopping failed", self.job_id)
 
     def final_ingest(self, tries: int = 5) -> None:
         """After the trainer exited there is no next tick: retry a busy database."""

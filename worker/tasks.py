@@ -25,6 +25,7 @@ from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config
 from sam3_video.run_layout import JOB_FILE, job_dir, log_path, write_json_atomic
 from worker import launch
 from worker.celery_app import app, cancel_grace_s, worker_gpu_ids, worker_id
+from worker.limits import Limits
 from worker.supervise import Outcome, Supervisor
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ ROOT_CAUSE_EXIT = re.compile(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", re.S)
 # torchrun's own report starts with this line; what comes before is the ranks' output.
 TORCHRUN_REPORT = re.compile(r"^.*\] failed \(exitcode: -?\d+\).*$", re.M)
 LOG_TAIL_BYTES = 8000
+# Limits the supervisor enforces (worker/limits.py); each is the job's failure kind.
+LIMIT_KINDS = ("time_limit", "disk_quota")
 
 
 @worker_process_init.connect
@@ -88,7 +91,8 @@ def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> st
     proc = launch.start(job.kind, max(1, job.gpus), run_dir, job.attempt, env)
     supervisor = Supervisor(job.id, job.attempt, getattr(config, "max_steps", None), run_dir,
                             proc, lease_seconds=settings.lease_seconds,
-                            cancel_grace_s=cancel_grace_s(settings), stop_requested=STOP_REQUESTED)
+                            cancel_grace_s=cancel_grace_s(settings), stop_requested=STOP_REQUESTED,
+                            limits=Limits.for_job(job, run_dir, settings))
     try:
         outcome = supervisor.run()
     finally:
@@ -164,6 +168,10 @@ def finish(job: jobstore.Job, outcome: Outcome, log_file: Path, settings: Settin
     if outcome.stopped_by == "shutdown":  # no failure: not counted against max_attempts
         return recovery.requeue(job, "the worker shut down; resumes from the latest checkpoint",
                                 settings)
+    if outcome.stopped_by in LIMIT_KINDS:  # the same run would hit it again: no retry
+        if jobstore.finish_job(job.id, job.attempt, "failed", outcome.stopped_by, outcome.message):
+            return f"failed:{outcome.stopped_by}"
+        return recovery.settle_cancel(job)
     tail = log_tail(log_file)
     code = trainer_exit_code(outcome.exit_code, tail)
     if code == 0:

@@ -46,9 +46,26 @@ def _replay(session, caller: Caller, key: str, body_hash: str) -> jobstore.Job |
     return session.get(jobstore.Job, row.job_id)
 
 
+def check_job_limit(session, settings: Settings, owner_id: int, owner_name: str,
+                    is_admin: bool) -> None:
+    """429 if the owner already has SAM3V_MAX_ACTIVE_JOBS_PER_USER queued or running jobs
+    (admins are exempt unless SAM3V_ADMINS_EXEMPT_FROM_JOB_LIMIT=false). Called inside the
+    transaction that queues the job, with the owner's row locked, so concurrent submits
+    cannot overshoot the limit."""
+    if is_admin and settings.admins_exempt_from_job_limit:
+        return
+    limit = settings.max_active_jobs_per_user
+    active = jobstore.active_jobs_of(session, owner_id, lock=True)
+    if active >= limit:
+        raise ApiError(429, f"user {owner_name!r} has {active} queued or running jobs; the "
+                            f"limit is {limit} (SAM3V_MAX_ACTIVE_JOBS_PER_USER): wait for one to "
+                            "finish or cancel one",
+                       [f"max_active_jobs_per_user: {active} of {limit} in use"])
+
+
 @router.post("", status_code=201, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Idempotent replay: the original job"},
-                        **responses(400, 401, 409, 413, 422)})
+                        **responses(400, 401, 409, 413, 422, 429)})
 def create_job(body: JobCreate, response: Response, settings: SettingsDep, engine: EngineDep,
                caller: CurrentUser, idempotency_key: IdempotencyHeader = None) -> JobOut:
     """Validate, store as queued, enqueue. 201 with Location; see Idempotency-Key."""
@@ -66,11 +83,12 @@ def create_job(body: JobCreate, response: Response, settings: SettingsDep, engin
                 earlier = _replay(s, caller, idempotency_key, body_hash) if idempotency_key else None
                 if earlier is not None:
                     break
+                check_job_limit(s, settings, caller.id, caller.name, caller.is_admin)
                 job = jobstore.create_job(
                     s, owner_id=caller.id, kind=body.kind, name=body.name,
                     config=config.model_dump(mode="json"), gpus=config.gpus,
                     queue=queue_name(config.gpus), priority=body.priority,
-                    max_attempts=settings.max_attempts)
+                    max_attempts=settings.max_attempts, time_limit_s=body.time_limit_s)
                 if idempotency_key:
                     s.add(jobstore.IdempotencyKey(user_id=caller.id, key=idempotency_key,
                                                body_sha256=body_hash, job_id=job.id,
@@ -152,9 +170,15 @@ def cancel_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> Job
     return job_detail(engine, job, settings.runs_root)
 
 
-@router.post("/{job_id}/retry", response_model=JobOut, responses=responses(401, 404, 409, 422))
+@router.post("/{job_id}/retry", response_model=JobOut,
+             responses=responses(401, 404, 409, 422, 429))
 def retry_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> JobOut:
-    """failed/cancelled -> queued; the next attempt resumes from the latest checkpoint."""
+    """failed/cancelled -> queued; the next attempt resumes from the latest checkpoint.
+    The job counts against its owner's SAM3V_MAX_ACTIVE_JOBS_PER_USER again (429)."""
+    if job.state in ("failed", "cancelled"):
+        with jobstore.session_scope(engine) as s:
+            owner = s.get(jobstore.User, job.owner_id)
+            check_job_limit(s, settings, owner.id, owner.name, owner.is_admin)
     retried = jobstore.retry_job(job.id, settings.max_attempts, engine=engine)
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")

@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 import jobstore
+from jobstore.migrate import head_revision
 from jobstore.settings import Settings
 
 
@@ -44,7 +45,7 @@ def test_migrations_match_models_and_rerun_is_noop(tmp_path, db):
     jobstore.migrate(engine=engine)  # second run: nothing to do, no error
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), jobstore.Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
 
 
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(db):
@@ -157,4 +158,4 @@ def test_concurrent_migrators_all_succeed(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     engine = jobstore.create_db_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
