@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import MAX_CONFIG_DEPTH
+
 
 class ErrorBody(BaseModel):
     detail: str
@@ -44,7 +46,28 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    body_error = _body_parse_error(exc)
+    if body_error is not None:
+        return body_error
     return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+def _body_parse_error(exc: StarletteHTTPException) -> JSONResponse | None:
+    """FastAPI answers a body that json.loads raised on with a bare 400 "There was an error
+    parsing the body" (raised from the parser's exception). Name the body and the reason:
+    nesting deeper than the parser's recursion allows, an integer beyond Python's digit
+    limit, undecodable bytes."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None or isinstance(cause, StarletteHTTPException):
+        return None
+    if isinstance(cause, RecursionError):
+        message = (f"body: JSON nested too deeply to parse (a job config may nest at most "
+                   f"{MAX_CONFIG_DEPTH} levels)")
+        return error_response(422, message, [message])
+    if isinstance(cause, ValueError):
+        message = f"body: malformed JSON ({cause})"[:300]
+        return error_response(400, message, [message])
+    return None
 
 
 async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 JobState = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+
+# Job configs are a few levels deep; the limit keeps recursive code (hashing the body for
+# Idempotency-Key, serialising, pydantic) far from Python's recursion limit.
+MAX_CONFIG_DEPTH = 32
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True if objects/arrays nest more than `limit` levels (counted without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class JobCreate(BaseModel):
@@ -24,6 +42,14 @@ class JobCreate(BaseModel):
         default=None, ge=1, description="seconds of running time this job may use; at most "
         "the server's SAM3V_JOB_TIME_LIMIT_S (the default). Past it the worker stops the job "
         "(it checkpoints first) and it fails with kind time_limit")
+
+    @field_validator("config")
+    @classmethod
+    def _bounded_depth(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if json_depth_exceeds(config, MAX_CONFIG_DEPTH):
+            raise ValueError(f"nested more than {MAX_CONFIG_DEPTH} levels deep (objects and "
+                             "arrays); a job config is a few levels deep")
+        return config
 
 
 class Progress(BaseModel):

@@ -83,7 +83,7 @@ def settings_env(home: str | Path, redis_port: int | None = None) -> dict[str, s
     }
     if redis_port is None and layout.redis_port_file.is_file():
         text = layout.redis_port_file.read_text().strip()
-        redis_port = int(text) if text.isdigit() else None
+        redis_port = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else None
     if redis_port is not None:
         env["SAM3V_BROKER_URL"] = broker_url(redis_port)
     return env

@@ -12,6 +12,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # Debian's docker-compose (1.29): the compose files are checked by its own loader too.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# libGL.so.1: OpenCV's cv2, imported by the DAVIS reference implementation the J&F test uses.
+ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 # libfaketime: tests run hosts with skewed clocks (leases follow the database's clock).
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
 if [ ${#missing[@]} -gt 0 ]; then

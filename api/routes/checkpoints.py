@@ -16,7 +16,8 @@ from api.views import iso
 from sam3_video.run_layout import CHECKPOINT_NAME
 
 router = APIRouter(prefix="/jobs/{job_id}/checkpoints", tags=["checkpoints"])
-RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+RANGE = re.compile(r"^\s*([0-9]*)\s*-\s*([0-9]*)\s*$")  # ASCII digits (\d takes any script's)
+MAX_DIGITS = 18  # 10**18 bytes is past any file; int() refuses > 4300 digits (was a 500)
 
 
 @router.get("", response_model=CheckpointList, responses=responses(401, 404, 422))
@@ -42,6 +43,10 @@ def check_range(header: str, size: int) -> None:
             raise ApiError(416, f"Range header: malformed range {part.strip()[:50]!r}",
                            headers={"Content-Range": f"bytes */{size}"})
         start, end = m.group(1), m.group(2)
+        if len(start) > MAX_DIGITS or len(end) > MAX_DIGITS:
+            raise ApiError(416, f"Range header: {part.strip()[:50]!r}: positions have at most "
+                                f"{MAX_DIGITS} digits (the file has {size} bytes)",
+                           headers={"Content-Range": f"bytes */{size}"})
         if start and end and int(end) < int(start):
             raise ApiError(416, f"Range header: range {part.strip()!r} ends before it starts",
                            headers={"Content-Range": f"bytes */{size}"})

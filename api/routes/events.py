@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Annotated
 
@@ -29,6 +30,18 @@ def _fetch(engine, job_id: int, after: int) -> tuple[list[jobstore.JobEvent], st
                                 .where(jobstore.JobEvent.job_id == job_id, jobstore.JobEvent.id > after)
                                 .order_by(jobstore.JobEvent.id).limit(BATCH)))
     return events, state
+
+
+EVENT_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes "²"
+
+
+def parse_event_id(header: str) -> int:
+    """A Last-Event-ID value as an int, or 400 naming the header."""
+    value = header.strip()
+    if not EVENT_ID.fullmatch(value) or int(value) > 2**62:
+        raise ApiError(400, "Last-Event-ID header: must be an event id (a non-negative integer "
+                            f"of ASCII digits, at most 2**62), got {header[:30]!r}")
+    return int(value)
 
 
 def _format(event: jobstore.JobEvent) -> str:
@@ -67,8 +80,6 @@ def job_events(request: Request, job: VisibleJob, settings: SettingsDep, engine:
     """Server-Sent Events of this job, from after Last-Event-ID (or ?after=)."""
     start = after or 0
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit() or int(last_event_id.strip()) > 2**62:
-            raise ApiError(400, "Last-Event-ID header: must be an event id (a non-negative integer)")
-        start = int(last_event_id.strip())
+        start = parse_event_id(last_event_id)
     return StreamingResponse(_stream(request, engine, settings, job.id, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,10 +1,33 @@
-"""J&F, the DAVIS benchmark's video-object metric, per ground-truth object (the one J&F).
+"""DAVIS 2017 J&F per ground-truth object (the one J&F of the project).
 
-J (region similarity) is the mask IoU of a frame; F (contour accuracy) is the F-measure of
-boundary pixels matched within a tolerance of `BOUNDARY_TOLERANCE` x image diagonal (as in the
-DAVIS benchmark). Both are averaged over the frames of an object (`frames_j_and_f`), then
-J&F = (J + F) / 2. The tracker's evaluation scores its propagated masks with the same
-per-object mean; `j_and_f` below scores open-vocabulary masklets of a whole dataset.
+The per-frame measures are those of the DAVIS 2017 evaluation (davis2017-evaluation's
+`db_eval_iou` / `db_eval_boundary`), reproduced here to the last bit:
+
+J (region similarity): the IoU of predicted and ground-truth mask; a frame where both are
+empty scores 1 (the object is correctly reported absent).
+
+F (contour accuracy): the F-measure of boundary precision and recall.
+  * Boundary map: a pixel is a boundary pixel when the mask differs between it and its right,
+    lower or lower-right neighbour; pixels of the last row compare only with their right
+    neighbour, pixels of the last column only with their lower one, and the bottom-right
+    pixel never is one. This is the 1-pixel-wide `seg2bmap` map, shifted half a pixel
+    towards the origin: a mask edge along the image's bottom or right border has no
+    boundary there, and a mask covering the whole frame has no boundary at all.
+  * Tolerance: a disk of radius r = ceil(0.008 x image diagonal) pixels (every integer
+    offset (dy, dx) with dy^2 + dx^2 <= r^2). A predicted boundary pixel is matched when the
+    disk dilation of the ground-truth boundary covers it (precision = matched / predicted
+    boundary pixels), and vice versa for recall; F = 2PR / (P + R), and 0 when P + R = 0.
+  * Empty boundary maps (decided on the maps, not the masks): both empty -> P = R = 1,
+    F = 1; predicted empty only -> P = 1, R = 0, F = 0; ground truth empty only -> P = 0,
+    R = 1, F = 0.
+
+Frames counted. DAVIS 2017's evaluation averages each object's per-frame J and F over the
+frames of its sequence, except that for the semi-supervised task (the first frame's masks
+are the input) it drops the first and the last frame; the unsupervised task (nothing given)
+counts every frame. Predictions scored by `j_and_f` come from a text prompt, nothing of the
+ground truth is given, so every frame counts (the unsupervised rule). `sequence_j_and_f` and
+`masklet_j_and_f` take `prompt_frame=k` for the semi-supervised rule: only frames after the
+given frame k count, and never the video's last frame (k = 0 is DAVIS 2017's rule).
 
 DAVIS knows which prediction belongs to which object; open-vocabulary predictions do not, so
 within each (video, phrase) the confident predicted masklets are matched one-to-one to the
@@ -15,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -26,43 +49,96 @@ from sam3_video.data import masks
 BOUNDARY_TOLERANCE = 0.008
 
 
+def _check_shapes(pred: np.ndarray, gt: np.ndarray) -> None:
+    if pred.ndim != 2 or pred.shape != gt.shape:
+        raise ValueError(f"masks must be 2-D and of one shape, got {pred.shape} and {gt.shape}")
+
+
 def region_similarity(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU; two empty masks agree perfectly (the object is correctly reported absent)."""
-    union = np.logical_or(pred, gt).sum()
+    """J: IoU of the two masks; two empty masks agree perfectly (1.0)."""
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    _check_shapes(pred, gt)
+    union = int(np.count_nonzero(pred | gt))
     if union == 0:
         return 1.0
-    return float(np.logical_and(pred, gt).sum() / union)
+    return int(np.count_nonzero(pred & gt)) / union
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    # Foreground pixels with a background 4-neighbour (image borders count as background).
-    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+def boundary_map(mask: np.ndarray) -> np.ndarray:
+    """The 1-pixel-wide boundary map of a 2-D mask (see the module docstring)."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"a mask must be 2-D, got shape {m.shape}")
+    b = np.zeros_like(m)
+    b[:, :-1] |= m[:, :-1] != m[:, 1:]        # differs from the right neighbour
+    b[:-1, :] |= m[:-1, :] != m[1:, :]        # ... from the lower one
+    b[:-1, :-1] |= m[:-1, :-1] != m[1:, 1:]   # ... from the lower-right one
+    return b
 
 
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius
+def tolerance_radius(shape: tuple[int, int], tolerance: float = BOUNDARY_TOLERANCE) -> int:
+    """Match distance in pixels: ceil(tolerance x image diagonal) for a tolerance below 1, else
+    the tolerance itself taken as a whole number of pixels."""
+    if tolerance >= 1:
+        if tolerance != int(tolerance):
+            raise ValueError(f"a tolerance of 1 or more is a pixel radius, got {tolerance}")
+        return int(tolerance)
+    h, w = (int(s) for s in shape)
+    # sqrt of the exact integer h^2 + w^2, then one float product: the official
+    # ceil(0.008 * norm(shape)) bit for bit (e.g. 0.008 x 125 is 1.0 exactly -> 1, not 2).
+    return math.ceil(tolerance * math.sqrt(h * h + w * w))
+
+
+def _dilate_disk(b: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of `b` (not all False) by the disk of integer offsets with
+    dy^2 + dx^2 <= radius^2, computed as 'Euclidean distance to the nearest True pixel of b
+    is at most radius'. Identical sets: scipy's distance transform is exact, its distances are
+    square roots of integers, and sqrt(d2) <= radius holds exactly when d2 <= radius^2. Linear
+    in the pixel count, where a direct dilation costs pixels x disk area."""
+    return ndimage.distance_transform_edt(~b) <= radius
 
 
 def boundary_f_measure(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
-    """F-measure of boundary precision/recall with a match distance of tolerance x diagonal."""
-    pred_b, gt_b = _boundary(pred), _boundary(gt)
-    n_pred, n_gt = int(pred_b.sum()), int(gt_b.sum())
-    if n_pred == 0 and n_gt == 0:
-        return 1.0
+    """F: boundary F-measure of `pred` against `gt`, boundaries matched within the disk of
+    radius `tolerance_radius(shape, tolerance)` (DAVIS 2017's db_eval_boundary)."""
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    _check_shapes(pred, gt)
+    pred_b, gt_b = boundary_map(pred), boundary_map(gt)
+    n_pred, n_gt = int(np.count_nonzero(pred_b)), int(np.count_nonzero(gt_b))
     if n_pred == 0 or n_gt == 0:
-        return 0.0
-    radius = max(1, math.ceil(tolerance * math.hypot(*pred.shape)))
-    disk = _disk(radius)
-    precision = np.logical_and(pred_b, ndimage.binary_dilation(gt_b, disk)).sum() / n_pred
-    recall = np.logical_and(gt_b, ndimage.binary_dilation(pred_b, disk)).sum() / n_gt
+        # both empty: P = R = 1; one empty: P = 1, R = 0 or P = 0, R = 1 -> F = 0
+        return 1.0 if n_pred == n_gt else 0.0
+    radius = tolerance_radius(pred.shape, tolerance)
+    # Only boundary pixels are ever tested and all of them lie in the box around both
+    # boundary maps, so the dilations can be computed inside that box alone.
+    rows = np.flatnonzero((pred_b | gt_b).any(axis=1))
+    cols = np.flatnonzero((pred_b | gt_b).any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    pred_b, gt_b = pred_b[box], gt_b[box]
+    precision = int(np.count_nonzero(pred_b & _dilate_disk(gt_b, radius))) / n_pred
+    recall = int(np.count_nonzero(gt_b & _dilate_disk(pred_b, radius))) / n_gt
     if precision + recall == 0:
         return 0.0
-    return float(2 * precision * recall / (precision + recall))
+    return 2 * precision * recall / (precision + recall)
+
+
+def counted_frames(n_frames: int, prompt_frame: int | None = None) -> range:
+    """Indices of the frames whose J and F are averaged: all of them when nothing was given
+    (prompt_frame None), else those after the given frame except the video's last one."""
+    if prompt_frame is None:
+        frames = range(n_frames)
+    elif 0 <= prompt_frame < n_frames:
+        frames = range(prompt_frame + 1, n_frames - 1)
+    else:
+        raise ValueError(f"prompt frame {prompt_frame} is outside a video of {n_frames} frames")
+    if not frames:
+        raise ValueError(f"no frame to score in a video of {n_frames} frames (prompt frame {prompt_frame})")
+    return frames
 
 
 def frames_j_and_f(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
-    """Mean J and mean F over frames of one object, given (predicted, ground-truth) bool masks."""
+    """Mean J and mean F over frames of one object, given (predicted, ground-truth) masks;
+    the tracker's evaluation and the masklet J&F share it."""
     js, fs = [], []
     for pred, gt in pairs:
         js.append(region_similarity(pred, gt))
@@ -70,10 +146,26 @@ def frames_j_and_f(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[floa
     return float(np.mean(js)), float(np.mean(fs))
 
 
-def masklet_j_and_f(pred_segs: list, gt_segs: list, height: int, width: int) -> tuple[float, float]:
-    """Mean J and mean F over the frames of one video for one object (RLEs or None)."""
-    return frames_j_and_f((masks.decode(p, height, width), masks.decode(g, height, width))
-                          for p, g in zip(pred_segs, gt_segs, strict=True))
+def _check_lengths(preds: Sequence, gts: Sequence) -> None:
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predicted frames for {len(gts)} ground-truth frames")
+
+
+def sequence_j_and_f(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], *,
+                     prompt_frame: int | None = None) -> tuple[float, float]:
+    """Mean J and mean F of one object over the counted frames of its video.
+    preds, gts: one 2-D mask per frame of the whole video."""
+    _check_lengths(preds, gts)
+    return frames_j_and_f((preds[t], gts[t]) for t in counted_frames(len(gts), prompt_frame))
+
+
+def masklet_j_and_f(pred_segs: list, gt_segs: list, height: int, width: int, *,
+                    prompt_frame: int | None = None) -> tuple[float, float]:
+    """Mean J and mean F over the counted frames of one video for one object; the masks are
+    RLEs, None where absent, decoded one frame at a time."""
+    _check_lengths(pred_segs, gt_segs)
+    return frames_j_and_f((masks.decode(pred_segs[t], height, width), masks.decode(gt_segs[t], height, width))
+                         for t in counted_frames(len(gt_segs), prompt_frame))
 
 
 def _video_iou(pred_segs: list, gt_segs: list) -> float:

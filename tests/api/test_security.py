@@ -3,6 +3,10 @@ named after its row. The real app, real Redis and SQLite (PostgreSQL where named
 real uvicorn where connections matter."""
 from __future__ import annotations
 
+import anyio
+import httpx
+
+import jobstore
 from tests.api.conftest import train_body
 
 
@@ -45,3 +49,85 @@ def test_row12_bearer_scheme_keeps_the_401_messages(client, auth):
     for header in (f"Bearer {token}", f"bearer {token}", f"Bearer   {token}  "):
         assert client.get("/jobs", headers={"Authorization": header}).status_code == 200, header
     assert client.post("/jobs", json=train_body(), headers=auth["bob"]).status_code == 201
+
+
+# Row 7: inputs that gave a 500 ---------------------------------------------------------
+
+def _nested_body(depth: int) -> bytes:
+    """A POST /jobs body whose config holds `depth` nested objects (built as text: the
+    json module itself recurses)."""
+    config = ('{"data": {"train": "synthetic", "val": "synthetic-val"}, "extra": '
+              + '{"a": ' * depth + "1" + "}" * depth + "}")
+    return ('{"kind": "train", "name": "deep", "config": ' + config + "}").encode()
+
+
+def test_row7_deeply_nested_config_is_a_422(client, auth):
+    headers = {**auth["alice"], "Content-Type": "application/json"}
+    for depth in (300, 950, 40):
+        for key in (None, f"deep-{depth}"):  # Idempotency-Key hashes the body
+            h = {**headers, "Idempotency-Key": key} if key else headers
+            r = client.post("/jobs", content=_nested_body(depth), headers=h)
+            assert r.status_code == 422, (depth, r.text)
+            detail = r.json()["detail"]
+            assert "body.config" in detail and "nested more than 32 levels" in detail, detail
+    # Deeper than json.loads recurses: FastAPI's bare "error parsing the body" names it now.
+    r = client.post("/jobs", content=_nested_body(5000), headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("body: JSON nested too deeply") and "32" in r.json()["detail"]
+    # Within the limit the config is checked as before (an unknown field, named).
+    r = client.post("/jobs", content=_nested_body(5), headers=headers)
+    assert r.status_code == 422 and "config.extra" in r.text, r.text
+    assert client.post("/jobs", json=train_body(), headers=auth["alice"]).status_code == 201
+
+
+def _raw_get(app, url: str, headers: dict[str, bytes]) -> httpx.Response:
+    """GET through httpx's ASGI transport, which passes header bytes as they are (the
+    TestClient re-encodes them as UTF-8, so it cannot send the latin-1 byte 0xb2 that a
+    real server hands the app as "²")."""
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+            return await c.get(url, headers=headers)
+    return anyio.run(go)
+
+
+def test_row7_last_event_id_of_non_ascii_digits_is_a_400(app, client, auth, make_job, engine):
+    job = make_job()
+    url = f"/jobs/{job['id']}/events"
+    token = auth["alice"]["Authorization"].encode()
+    for value in ("²", "1²", "12³", "¹", "-1", "1e3", "", "4611686018427387905"):
+        r = _raw_get(app, url, {"Authorization": token, "Last-Event-ID": value.encode("latin-1")})
+        assert r.status_code == 400, (value, r.text)
+        assert r.json()["detail"].startswith("Last-Event-ID header: must be an event id"), value
+    # A valid id still resumes (a finished job's stream ends by itself).
+    jobstore.cancel_job(job["id"], engine=engine)
+    r = _raw_get(app, url, {"Authorization": token, "Last-Event-ID": b" 1 "})
+    assert r.status_code == 200 and "id: 1\n" not in r.text and "event: state" in r.text, r.text
+
+
+def test_row7_oversized_numbers_in_headers_and_body_are_4xx(client, auth, make_job, engine, settings):
+    from sam3_video.run_layout import job_dir
+
+    h = auth["alice"]
+    r = client.post("/jobs", content=b"{}", headers={**h, "Content-Type": "application/json",
+                                                     "Content-Length": "1" * 5000})
+    assert r.status_code == 413 and "SAM3V_MAX_BODY_BYTES" in r.json()["detail"], r.text
+    r = client.post("/jobs", content=b"{}", headers={**h, "Content-Type": "application/json",
+                                                     "Content-Length": "0" * 5000 + "2"})
+    assert r.status_code != 500 and r.status_code < 500, r.text
+    big = b'{"kind": "train", "config": {}, "priority": ' + b"7" * 5000 + b"}"
+    r = client.post("/jobs", content=big, headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("body: malformed JSON"), r.text
+
+    job = make_job()
+    jobstore.claim_job(job["id"], "w", 60, engine=engine)
+    ckpt = job_dir(settings.runs_root, job["id"]) / "checkpoints" / "step_0000005.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x" * 100)
+    jobstore.add_checkpoint(job["id"], "step_0000005.pt", 5, 100, "0" * 64, str(ckpt), engine=engine)
+    url = f"/jobs/{job['id']}/checkpoints/step_0000005.pt"
+    for value in ("bytes=" + "1" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "0" * 5000 + "1",
+                  "bytes=²-3", "bytes=٣-4"):
+        r = client.get(url, headers={**h, "Range": value.encode("utf-8")})
+        assert r.status_code == 416, (value[:20], r.text)
+        assert r.json()["detail"].startswith("Range header:"), r.text
+    assert client.get(url, headers={**h, "Range": "bytes=0-9"}).content == b"x" * 10
