@@ -34,7 +34,7 @@ class Detection:
     frame_index: int         # index of the frame in its video
     category_id: int
     phrase: str
-    score: float             # sigmoid(query logit) * sigmoid(presence logit), as sam3 scores
+    score: float             # sigmoid(pred_logits): presence is already in it (see query_scores)
     bbox: list[float]        # absolute xywh pixels of the original frame
     segmentation: dict       # COCO RLE of the original frame size, str counts
     query_index: int         # which decoder query produced it (links detections over frames)
@@ -43,11 +43,24 @@ class Detection:
         return asdict(self)
 
 
-def frame_detections(out: dict, query: int, width: int, height: int) -> list[tuple]:
-    """(query_index, score, xywh box, binary mask) for query `query` of one frame's output."""
+def query_scores(out: dict, query: int, presence_in_logits: bool = True) -> torch.Tensor:
+    """The score of every decoder query of one frame's output for prompt `query`.
+
+    The detector is built with supervise_joint_box_scores=True, so sam3 already folds the
+    presence token into pred_logits (logit(sigmoid(class) * sigmoid(presence)), see
+    Sam3Image._update_scores_and_boxes): the score is pred_logits.sigmoid(), exactly what
+    upstream's video detector reads (sam3_video_base.py). Multiplying by the presence
+    again would count it twice. Only a model without joint scores needs the product."""
     scores = out["pred_logits"][query, :, 0].float().sigmoid()
-    if out.get("presence_logit_dec") is not None:
+    if not presence_in_logits and out.get("presence_logit_dec") is not None:
         scores = scores * out["presence_logit_dec"][query].float().sigmoid().reshape(())
+    return scores
+
+
+def frame_detections(out: dict, query: int, width: int, height: int,
+                     presence_in_logits: bool = True) -> list[tuple]:
+    """(query_index, score, xywh box, binary mask) for query `query` of one frame's output."""
+    scores = query_scores(out, query, presence_in_logits)
     keep = torch.nonzero(scores >= MIN_SCORE).flatten()
     keep = keep[scores[keep].argsort(descending=True)][:MAX_PER_FRAME]
     if keep.numel() == 0:
@@ -68,13 +81,16 @@ def predict(model: torch.nn.Module, root: Path, image_size: int,
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    # Sam3Image(supervise_joint_box_scores=True), as build_model makes it: presence is in pred_logits
+    joint = getattr(getattr(model, "module", model), "supervise_joint_box_scores", True)
     detections = []
     try:
         for clip in eval_clips(root, image_size=image_size, frames_per_clip=frames_per_clip):
             video = native.videos[clip.video_id]
             outputs = model(move_to(collate([clip.datapoint]), device))
             for frame, out in zip(clip.frame_indices, outputs):  # one output per frame
-                for query, score, box, mask in frame_detections(out, 0, video.width, video.height):
+                for query, score, box, mask in frame_detections(out, 0, video.width, video.height,
+                                                                   presence_in_logits=joint):
                     detections.append(Detection(
                         video_id=clip.video_id, frame_index=frame, category_id=clip.category_id,
                         phrase=clip.noun_phrase, score=score, bbox=[round(v, 2) for v in box],
