@@ -85,7 +85,7 @@ def test_row8_skewed_host_clocks_never_requeue_a_healthy_job(postgres_url, redis
     # ...and the reaper of a host 61 s ahead leaves it alone.
     ahead = on_host_with_clock(+SKEW_S, settings, (
         "from worker import reaper\n"
-        "result = reaper.reap_once(settings)"))
+        "result = reaper.reap_once()"))  # its settings: the SAM3V_ environment
     assert abs(ahead["skew"] - SKEW_S) < 5, "libfaketime did not skew the clock"
     assert ahead["result"]["requeued"] == 0 and ahead["result"]["failed"] == 0, ahead
     job = jobstore.get_job(job_id, engine=engine)
@@ -95,7 +95,7 @@ def test_row8_skewed_host_clocks_never_requeue_a_healthy_job(postgres_url, redis
     assert jobstore.renew_lease(job_id, 1, -5, engine=engine) == "running"
     ahead = on_host_with_clock(+SKEW_S, settings, (
         "from worker import reaper\n"
-        "result = reaper.reap_once(settings)"))
+        "result = reaper.reap_once()"))  # its settings: the SAM3V_ environment
     assert ahead["result"]["requeued"] == 1, ahead
     assert jobstore.get_job(job_id, engine=engine).state == "queued"
     engine.dispose()
