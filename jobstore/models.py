@@ -70,6 +70,12 @@ class Job(Base):
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
 
+    # AUTOINCREMENT on SQLite: an id is never handed out twice, even after its job was
+    # deleted (a client holding an old id must not see someone else's new job). SQLite's
+    # plain INTEGER PRIMARY KEY reuses the highest free id; PostgreSQL's sequence never
+    # reuses one. Migration 0004 rebuilds the table with it.
+    __table_args__ = {"sqlite_autoincrement": True}
+
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
