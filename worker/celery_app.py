@@ -6,7 +6,8 @@ Why these settings:
 - acks_late + reject_on_worker_lost: a message is acknowledged only after the task
   returns, and goes back to the queue if the pool process dies, so no job is lost.
 - prefetch 1, concurrency 1: one job per worker (= per GPU set); nothing waits in a
-  busy worker's buffer while another worker is idle.
+  busy worker's buffer while another worker is idle, and a free worker takes the
+  highest-priority message waiting (jobstore.broker: one Redis list per priority).
 - visibility_timeout: Redis re-delivers an unacknowledged message after this. It is
   meant to be longer than any job; if a job outlives it anyway, the re-delivered copy
   finds the job already claimed (running) and returns at once: the job runs once.
@@ -25,6 +26,7 @@ import socket
 
 from celery import Celery, bootsteps
 
+from jobstore import broker
 from jobstore.queues import queue_name
 from jobstore.settings import Settings, get_settings
 from worker import reaper
@@ -65,7 +67,8 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
         worker_max_tasks_per_child=None,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # The producer's options (priority lists, unacked keys): jobstore.broker.
+        broker_transport_options=broker.transport_options(settings.visibility_timeout_s),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # wait out a Redis restart, however long
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -6,7 +6,13 @@ timer, see celery_app.ShutdownAndReaper; no extra thread, no beat process).
   resumes from the latest checkpoint; after max_attempts it fails with the reason. A
   cancelling one is confirmed cancelled.
 - A queued job whose broker message is older than `stale_after_s` may have lost it
-  (e.g. Redis restarted empty): send it again. A duplicate is harmless (the claim).
+  (e.g. Redis restarted empty): if its message is no longer in Redis (not in its queue's
+  lists, not just delivered to a worker: jobstore.broker.waiting_job_ids), send it
+  again. A job that simply waits in a long queue keeps its one message; a duplicate
+  would be harmless (the claim), but copies would pile up on every pass.
+
+Leases are judged on the database's clock (jobstore.expired_leases), so a host whose
+clock runs ahead never takes a healthy job from its worker.
 
 Several workers reaping at once is fine: each transition is one conditional UPDATE, so
 exactly one of them wins a requeue and sends its message.
@@ -14,9 +20,13 @@ exactly one of them wins a requeue and sends its message.
 from __future__ import annotations
 
 import logging
+import time
+
+from sqlalchemy import Engine
 
 import jobstore
 from jobstore import broker, recovery
+from jobstore.queues import queue_name
 from jobstore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -32,17 +42,18 @@ def stale_after_s(every_s: float) -> float:
     return max(10.0, 4 * every_s)
 
 
-def reap_once() -> dict[str, int]:
-    """One pass. Returns counts per action (for logs and tests). Never raises: a broken
-    database or broker is logged and tried again on the next pass."""
-    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
+def reap_once(settings: Settings | None = None, *, engine: Engine | None = None) -> dict[str, int]:
+    """One pass. Returns counts per action (for logs and tests; "waiting": stale queued
+    jobs whose message is still in Redis, left alone). Never raises: a broken database or
+    broker is logged and tried again on the next pass."""
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0, "waiting": 0}
     try:
-        settings = get_settings()
-        _reap_expired(counts, settings)
-        _resend_stale(counts, settings, stale_after_s(interval_s(settings)))
+        settings = settings or get_settings()
+        _reap_expired(counts, settings, engine)
+        _resend_stale(counts, settings, stale_after_s(interval_s(settings)), engine)
     except Exception:
         log.exception("reaper pass failed")
-    if any(counts.values()):
+    if any(n for action, n in counts.items() if action != "waiting"):
         log.info("reaper: %s", counts)
     return counts
 
@@ -51,15 +62,27 @@ def lease_expired(job: jobstore.Job) -> str:
     return f"lease expired: worker {job.worker_id} stopped renewing on attempt {job.attempt}"
 
 
-def _reap_expired(counts: dict[str, int], settings: Settings) -> None:
-    for _, outcome in recovery.recover_expired_leases(settings, lease_expired):
+def _reap_expired(counts: dict[str, int], settings: Settings, engine: Engine | None) -> None:
+    for _, outcome in recovery.recover_expired_leases(settings, lease_expired, engine=engine):
         action = outcome.partition(":")[0]  # failed:infrastructure -> failed
         if action in counts:
             counts[action] += 1
 
 
-def _resend_stale(counts: dict[str, int], settings: Settings, older_than_s: float) -> None:
-    for job in jobstore.stale_queued(older_than_s):
-        if not broker.enqueue(settings, job.id, job.gpus):
+def _resend_stale(counts: dict[str, int], settings: Settings, older_than_s: float,
+                  engine: Engine | None) -> None:
+    stale = jobstore.stale_queued(older_than_s, engine=engine)
+    delivered_since = time.time() - older_than_s
+    waiting: dict[str, set[int]] = {}  # queue -> jobs with a message in Redis, read once a pass
+    for job in stale:
+        # The queue it was sent to (jobs.queue) and the one a re-send would go to.
+        queues = sorted({job.queue, queue_name(job.gpus)})
+        for queue in queues:
+            if queue not in waiting:
+                waiting[queue] = broker.waiting_job_ids(settings, queue, delivered_since)
+        if any(job.id in waiting[queue] for queue in queues):
+            counts["waiting"] += 1
+            continue
+        if not broker.enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine):
             return  # the broker is likely down for all of them; next pass
         counts["resent"] += 1

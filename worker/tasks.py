@@ -64,7 +64,7 @@ def run(job_id: int, settings: Settings | None = None) -> str:
         return "missing"
     if job.gpus != len(gpu_ids):  # misrouted: never run on the wrong hardware
         if job.state == "queued":
-            broker.enqueue(settings, job.id, job.gpus)
+            broker.enqueue(settings, job.id, job.gpus, priority=job.priority)
         log.warning("job %s wants %s GPUs, this worker has %s: re-sent", job_id, job.gpus, len(gpu_ids))
         return "misrouted"
     claimed = jobstore.claim_job(job_id, worker_id(settings), settings.lease_seconds)

@@ -103,7 +103,7 @@ def create_job(body: JobCreate, response: Response, settings: SettingsDep, engin
     if earlier is not None:
         return _replayed(response, engine, settings, earlier)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
-    broker.enqueue(settings, job.id, job.gpus, engine=engine)
+    broker.enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, caller.name)
 
@@ -182,7 +182,7 @@ def retry_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> JobO
     retried = jobstore.retry_job(job.id, settings.max_attempts, engine=engine)
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")
-    broker.enqueue(settings, retried.id, retried.gpus, engine=engine)
+    broker.enqueue(settings, retried.id, retried.gpus, priority=retried.priority, engine=engine)
     return job_detail(engine, retried, settings.runs_root)
 
 

@@ -9,8 +9,14 @@ import redis
 from sqlalchemy import func, select
 
 import jobstore
+from jobstore.broker import queue_keys
 from sam3_video.run_layout import job_dir
 from tests.api.conftest import train_body
+
+
+def messages(broker, queue: str) -> list[bytes]:
+    """Every message waiting in `queue` (one Redis list per priority, jobstore.broker)."""
+    return [m for key in queue_keys(queue) for m in broker.lrange(key, 0, -1)]
 
 
 def _count_jobs(engine) -> int:
@@ -20,7 +26,7 @@ def _count_jobs(engine) -> int:
 
 def test_post_creates_queued_job_and_enqueues_to_cpu_queue(client, auth, settings, engine):
     broker = redis.Redis.from_url(settings.broker_url)
-    broker.delete("cpu")
+    broker.delete(*queue_keys("cpu"))
     r = client.post("/jobs", json=train_body(), headers=auth["alice"])
     assert r.status_code == 201, r.text
     job = r.json()
@@ -29,9 +35,9 @@ def test_post_creates_queued_job_and_enqueues_to_cpu_queue(client, auth, setting
     # The stored config is the full validated spec (defaults filled in).
     assert job["config"]["data"]["frames_per_clip"] == 4 and job["config"]["max_steps"] == 20
     assert job["progress"] == {"step": 0, "max_steps": 20, "fraction": 0.0, "eta_seconds": None}
-    # A real Celery message for task sam3v.run_job with args [id] sits in Redis list "cpu".
-    assert broker.llen("cpu") == 1
-    message = broker.lindex("cpu", 0).decode()
+    # A real Celery message for task sam3v.run_job with args [id] sits in one of queue
+    # "cpu"'s Redis lists (the one for its priority).
+    [message] = [m.decode() for m in messages(broker, "cpu")]
     assert "sam3v.run_job" in message
     row = jobstore.get_job(job["id"], engine=engine)
     assert str(job_dir(settings.runs_root, row.id)) == str(settings.runs_root / f"job-{job['id']}")
@@ -40,11 +46,11 @@ def test_post_creates_queued_job_and_enqueues_to_cpu_queue(client, auth, setting
 
 def test_post_gpu_job_goes_to_its_queue(client, auth, settings):
     broker = redis.Redis.from_url(settings.broker_url)
-    broker.delete("gpu2")
+    broker.delete(*queue_keys("gpu2"))
     r = client.post("/jobs", json=train_body(gpus=2), headers=auth["alice"])
     assert r.status_code == 201, r.text
     assert r.json()["queue"] == "gpu2" and r.json()["config"]["gpus"] == 2
-    assert broker.llen("gpu2") == 1
+    assert len(messages(broker, "gpu2")) == 1
 
 
 def test_unserved_gpu_count_is_422_listing_sizes(client, auth, engine):
@@ -216,13 +222,13 @@ def test_retry_requeues_failed_job_keeping_run_dir(client, auth, make_job, engin
     jobstore.claim_job(job["id"], "w", 60, engine=engine)
     jobstore.finish_job(job["id"], 1, "failed", "infrastructure", "node died", engine=engine)
     broker = redis.Redis.from_url(settings.broker_url)
-    broker.delete("cpu")
+    broker.delete(*queue_keys("cpu"))
     r = client.post(f"/jobs/{job['id']}/retry", headers=h)
     assert r.status_code == 200
     body = r.json()
     assert body["state"] == "queued" and body["failure"] is None
     assert body["max_attempts"] == 1 + settings.max_attempts
-    assert broker.llen("cpu") == 1
+    assert len(messages(broker, "cpu")) == 1
     again = jobstore.claim_job(job["id"], "w2", 60, engine=engine)
     assert again.attempt == 2 and job_dir(settings.runs_root, again.id) == kept.parent.parent
     assert kept.read_bytes() == b"w"

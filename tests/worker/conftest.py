@@ -196,18 +196,19 @@ class Stack:
                             headers={"Authorization": f"Bearer {self.token}"})
 
     # -- jobs
-    def submit(self, config: dict, kind: str = "train", queue: str | None = None) -> int:
+    def submit(self, config: dict, kind: str = "train", queue: str | None = None,
+               priority: int = 0) -> int:
         """What POST /jobs does after validation: a queued row, then the broker message
         (to `queue` instead of the GPU count's queue if given)."""
         gpus = config["gpus"]
         with jobstore.session_scope(self.engine) as s:
             job = jobstore.create_job(s, owner_id=self.owner_id, kind=kind, name=None, config=config,
-                                   gpus=gpus, queue=queue or queue_name(gpus), priority=0,
+                                   gpus=gpus, queue=queue or queue_name(gpus), priority=priority,
                                    max_attempts=3)
         if queue:
             broker.celery_client(self.settings).send_task(broker.TASK_NAME, args=[job.id], queue=queue)
         else:
-            assert broker.enqueue(self.settings, job.id, gpus, engine=self.engine)
+            assert broker.enqueue(self.settings, job.id, gpus, priority=priority, engine=self.engine)
         return job.id
 
     def job(self, job_id: int) -> jobstore.Job:
