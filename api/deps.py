@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 import jobstore
-from api.auth import UNAUTHORIZED, Caller, lookup_token
+from api.auth import UNAUTHORIZED, Caller, TokenRejected, authenticate
 from api.errors import ApiError
 from api.telemetry import Telemetry
 from jobstore.settings import Settings
@@ -54,13 +54,23 @@ def current_caller(request: Request, engine: EngineDep,
             raise HTTPException(401, "missing Authorization header (expected 'Bearer <token>')",
                                 headers=UNAUTHORIZED)
         raise HTTPException(401, "Authorization header must be 'Bearer <token>'", headers=UNAUTHORIZED)
-    caller = lookup_token(engine, credentials.credentials)
-    if caller is None:
-        raise HTTPException(401, "unknown or revoked API token", headers=UNAUTHORIZED)
-    return caller
+    try:
+        return authenticate(engine, credentials.credentials)
+    except TokenRejected as err:  # "invalid token", "token expired at ...", "token revoked at ..."
+        raise HTTPException(401, str(err), headers=UNAUTHORIZED) from None
 
 
 CurrentUser = Annotated[Caller, Depends(current_caller)]
+
+
+def admin_caller(caller: CurrentUser) -> Caller:
+    """The caller if an admin, else 403 (a valid token, but not enough)."""
+    if not caller.is_admin:
+        raise ApiError(403, f"admins only; user {caller.name!r} is not an admin")
+    return caller
+
+
+AdminUser = Annotated[Caller, Depends(admin_caller)]
 
 
 def load_visible_job(engine: Engine, job_id: int, caller: Caller) -> jobstore.Job:

@@ -82,7 +82,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 _DESCRIPTIONS = {
     400: "Malformed request (bad JSON, cursor or header)",
-    401: "Missing, malformed or unknown bearer token",
+    401: "Missing or malformed bearer token, or an invalid, expired or revoked one",
+    403: "The route is for admins only",
     404: "No such job (or not yours), checkpoint or log",
     409: "The job's state does not allow this, or Idempotency-Key reused with another body",
     413: "Request body larger than SAM3V_MAX_BODY_BYTES",

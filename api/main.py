@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import jobstore
 from api.errors import install_error_handlers
-from api.middleware import BodySizeLimit, RequestTimer
+from api.middleware import BodySizeLimit, RequestTimer, scrub_access_log
 from api.openapi import install_openapi
 from api.routes import checkpoints, events, health, jobs, metrics
 from jobstore.settings import Settings, get_settings
@@ -18,6 +18,7 @@ from api.telemetry import Telemetry
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    scrub_access_log()  # no query string (a ?token=...) in the access log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -1,6 +1,8 @@
-"""ASGI middleware: request body limit (413) and request latency for /metrics."""
+"""ASGI middleware: request body limit (413) and request latency for /metrics; and the
+filter that keeps query strings out of uvicorn's access log."""
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import HTTPException
@@ -61,3 +63,25 @@ class RequestTimer:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+class ScrubQueryStrings(logging.Filter):
+    """Drop the query string from the request paths in uvicorn's access log lines
+    ('%s - "%s %s HTTP/%s" %d', the path with its query third): a token someone put in
+    the URL (`?token=`, as browsers' EventSource cannot set headers) or any other query
+    value never reaches logs/api.log. The path itself stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args)
+        return True
+
+
+def scrub_access_log(logger_name: str = "uvicorn.access") -> None:
+    """Install ScrubQueryStrings on uvicorn's access logger (once per process; uvicorn
+    configures its loggers before it imports the app, so the filter stays)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, ScrubQueryStrings) for f in logger.filters):
+        logger.addFilter(ScrubQueryStrings())

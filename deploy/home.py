@@ -4,6 +4,10 @@
     DIR/data       DATA_ROOT (demo datasets) DIR/logs    one log per child process
     DIR/runs       RUNS_ROOT                 DIR/token   the first admin API token
                                              DIR/url     the API's URL while it runs
+
+Everything in it is private to the user who runs the stack: the directories are 0700
+and the launcher runs its processes (Redis, API, worker, trainers) with umask 077, so
+the database, logs, token file, run directories and checkpoints are 0600/0700.
 """
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ from pathlib import Path
 
 from client.home import DEFAULT_HOME, TOKEN_FILE, URL_FILE
 
-__all__ = ["DEFAULT_HOME", "HomeLayout", "broker_url", "settings_env"]
+__all__ = ["DEFAULT_HOME", "HomeLayout", "PRIVATE_DIR", "PRIVATE_FILE", "PRIVATE_UMASK",
+           "broker_url", "settings_env"]
+
+PRIVATE_UMASK = 0o077  # the stack's processes: new files 0600, new folders 0700
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,20 @@ class HomeLayout:
         return self.root / TOKEN_FILE
 
     def create(self) -> None:
+        """The home and its folders, 0700 (an existing home from before is tightened)."""
         for path in (self.root, self.data, self.runs, self.redis, self.logs):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            path.chmod(PRIVATE_DIR)
+
+    def make_private(self) -> None:
+        """create(), and the files a stack of an older version left readable to others
+        (the database and its journals, token, url, lock, logs, Redis data) become 0600.
+        What lies under runs/ and data/ is out of reach through the 0700 folders."""
+        self.create()
+        for folder in (self.root, self.logs, self.redis):
+            for path in folder.iterdir():
+                if path.is_file() and not path.is_symlink():
+                    path.chmod(PRIVATE_FILE)
 
 
 def broker_url(redis_port: int) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.home import DEFAULT_HOME, HomeLayout, settings_env
+from deploy.home import DEFAULT_HOME, PRIVATE_UMASK, HomeLayout, settings_env
 from deploy.redis_server import (RedisNotFound, free_port, redis_argv, redis_server_binary,
                                  wait_for_redis)
 from jobstore.settings import Settings
@@ -65,7 +65,7 @@ class LocalStack:
     def lock_home(self) -> None:
         """One stack per home: a second one would share the database and Redis data, and
         its start-up recovery would take over the first one's running jobs."""
-        self.layout.create()
+        self.layout.make_private()
         lock_file = open(self.layout.root / "launcher.lock", "a+")
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -231,6 +231,9 @@ def requeue_interrupted_jobs(settings: Settings) -> list[str]:
 
 
 def up(home: str | Path, host: str, port: int | None) -> int:
+    # Inherited by every child (Redis, the API, the worker and its trainers): the database,
+    # logs, token file, run directories and checkpoints are the user's alone.
+    os.umask(PRIVATE_UMASK)
     stack = LocalStack(home, host, port or free_port(host))
     proctree.become_subreaper()
 

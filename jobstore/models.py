@@ -40,6 +40,8 @@ class Token(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)  # never the token itself
     created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float)  # None: valid until revoked
+    revoked_at: Mapped[float | None] = mapped_column(Float)  # kept, so a 401 can say "revoked"
 
 
 class Job(Base):

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(default=30_000, ge=0)
     token_bytes: int = Field(default=32, ge=16, description="random bytes in a new API token")
     token_prefix: str = "sam3v_"
+    token_default_ttl_s: int = Field(
+        default=90 * 86400, ge=0,
+        description="lifetime of a token from `sam3v tokens create` without --expires-in; 0: never expires")
     sse_poll_seconds: float = Field(default=0.5, gt=0)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     # Worker-only; kept here so there is one settings object.

@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 import jobstore
-from api.deps import EngineDep, SettingsDep, TelemetryDep, current_caller
+from api.deps import EngineDep, SettingsDep, TelemetryDep, admin_caller
 from api.errors import error_response, responses
 from api.schemas import Health, Readiness
 from jobstore import broker
@@ -38,11 +38,12 @@ def readyz(settings: SettingsDep, engine: EngineDep):
     return Readiness(database="ok", broker="ok")
 
 
-@router.get("/metrics", response_class=Response, dependencies=[Depends(current_caller)],
+@router.get("/metrics", response_class=Response, dependencies=[Depends(admin_caller)],
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-                       **responses(401)})
+                       **responses(401, 403)})
 def prometheus(settings: SettingsDep, engine: EngineDep, telemetry: TelemetryDep) -> Response:
-    """Jobs by state, queue depth per served queue, request latencies."""
+    """Jobs by state, queue depth per served queue, request latencies. Admins only: the
+    counts cover every user's jobs."""
     with jobstore.session_scope(engine, write=False) as s:
         counts = dict(s.execute(select(jobstore.Job.state, func.count()).group_by(jobstore.Job.state)).all())
     for state in jobstore.JOB_STATES:
