@@ -2,8 +2,12 @@
 
 Sam3LossWrapper with a one-to-one Hungarian matcher and a one-to-many (DAC) matcher,
 box (L1 + GIoU), classification + presence (IABCEMdetr), mask (focal + dice) and
-semantic-seg losses. Summed over the frames of a batch; every frame normalised by its own
-number of target boxes, as upstream does per find stage.
+semantic-seg losses. Every frame (find stage) gets the loss upstream computes for one
+image batch (normalised by that frame's number of target boxes); the loss of a clip batch
+and every logged component is the MEAN over its frames, so the loss scale does not grow
+with frames_per_clip against a fixed grad clip and fractions (presence_dec_acc, ce_f1)
+stay within 0..1. (Sam3LossWrapper sums over stages; its normalize_by_stage_num divides
+only the core loss, not the components.)
 """
 from __future__ import annotations
 
@@ -36,7 +40,9 @@ class DetectionLoss:
         # back_convert reads no instance state: it only repacks a BatchedFindTarget as the
         # dict the loss functions index by name.
         targets = [Sam3Image.back_convert(None, t) for t in batch.find_targets]
-        return self.wrapper(outputs, targets)
+        frames = len(targets) if outputs.loss_stages is None else len(outputs.loss_stages)
+        summed = self.wrapper(outputs, targets)  # the sum over frames of the per-frame losses
+        return {name: value / frames for name, value in summed.items()}
 
 
 def build_detection_loss(num_queries: int, distributed: bool) -> DetectionLoss:

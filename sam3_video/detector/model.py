@@ -12,7 +12,7 @@ outputs:
   forward_grounding call per frame.
 
 Both return a SAM3Output with one stage per frame, which Sam3LossWrapper zips with
-batch.find_targets, so the loss (normalised per frame, summed over frames) is the same.
+batch.find_targets, so the loss (normalised per frame, averaged over frames) is the same.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import torch
+from sam3.model.model_misc import SAM3Output
+from sam3.model.sam3_image import Sam3Image
 
 from sam3_video.backbone.presets import TINY
 from sam3_video.detector.loss import build_detection_loss
@@ -17,6 +19,19 @@ def _loss_and_grads(model, forward, batch):
     return {k: v.detach() for k, v in losses.items()}, grads
 
 
+@torch.no_grad()
+def _per_frame_means(model, batch) -> dict[str, torch.Tensor]:
+    """Upstream's loss (Sam3LossWrapper) of each frame on its own, as one image batch
+    (one find stage) would get it, averaged over the frames."""
+    wrapper = build_detection_loss(TINY.num_queries, distributed=False).wrapper
+    outputs = model.forward_per_frame(batch)
+    per_frame = []
+    for stage, target in zip(outputs.output, batch.find_targets):
+        one = SAM3Output([stage], iter_mode=SAM3Output.IterMode.LAST_STEP_PER_STAGE)
+        per_frame.append(wrapper(one, [Sam3Image.back_convert(None, target)]))
+    return {k: sum(torch.as_tensor(f[k]) for f in per_frame) / len(per_frame) for k in per_frame[0]}
+
+
 def test_batch_has_several_frames_and_phrases(clip_batch):
     assert len(clip_batch.find_inputs) == FRAMES
     assert len(clip_batch.find_text_batch) == 2
@@ -27,12 +42,15 @@ def test_batched_loss_equals_per_frame_loss(clip_batch):
     model = tiny_model(seed=1)
     batched, batched_grads = _loss_and_grads(model, model.forward, clip_batch)
     reference, reference_grads = _loss_and_grads(model, model.forward_per_frame, clip_batch)
+    means = _per_frame_means(model, clip_batch)  # frame by frame, then the mean over frames
 
     assert torch.isfinite(batched["core_loss"]) and batched["core_loss"] > 0
     assert abs(batched["core_loss"].item() - reference["core_loss"].item()) < 1e-4
-    assert set(batched) == set(reference)
+    assert set(batched) == set(reference) == set(means)
     for name in reference:  # every component, not just the total
         torch.testing.assert_close(batched[name], reference[name], rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(batched[name], means[name].to(batched[name].dtype),
+                                   rtol=1e-5, atol=1e-4)
 
     # the same parameters learn, by the same amount
     assert set(batched_grads) == set(reference_grads)
