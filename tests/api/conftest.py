@@ -1,14 +1,9 @@
 """Fixtures for the API tests: a real redis-server, a real SQLite file, the real app."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 import jobstore
@@ -16,34 +11,13 @@ from jobstore.tokens import create_token
 from api.main import create_app
 from jobstore.settings import Settings
 from sam3_video.data import write_synthetic
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.procs import free_port  # noqa: F401  (api tests import it from here)
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not on PATH")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def redis_url(redis_server) -> str:
+    """The session's one real redis-server (tests/conftest.py)."""
+    return redis_server.url
 
 
 def write_dataset(root: Path, name: str) -> Path:

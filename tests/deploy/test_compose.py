@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.procs import free_port
 import yaml
 
 from tests.deploy import compose_rules as rules
@@ -339,14 +341,6 @@ def test_row10_redis_refuses_a_password_unsafe_in_urls(fake_bin):
         assert refused.returncode == 1 and "SAM3V_REDIS_PASSWORD" in refused.stderr, value
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(not shutil.which("redis-server") or not shutil.which("redis-cli"),
-                    reason="needs redis-server and redis-cli")
 def test_row10_redis_takes_its_password_on_stdin(fake_bin, tmp_path):
     """The multi-host redis command, run as the container runs it (docker-entrypoint.sh
     only execs here): the server requires the password it read on stdin, the healthcheck
@@ -540,7 +534,6 @@ def compose_cli(tmp_path: Path, env: dict[str, str], *files: str) -> subprocess.
                           env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
 
 
-@pytest.mark.skipif(not shutil.which("docker-compose"), reason="needs the docker-compose CLI")
 def test_compose_files_load_in_the_docker_compose_cli(tmp_path):
     single = compose_cli(tmp_path, {}, "docker-compose.yml")
     assert single.returncode == 0, single.stderr

@@ -19,7 +19,7 @@ from jobstore.tokens import create_token
 from api.main import create_app
 from tests.api.conftest import free_port, train_body
 
-pytest.importorskip("psycopg", reason="the postgres extra (psycopg 3) is not installed")
+import psycopg  # noqa: F401,E402  (the postgres extra: deploy/setup.sh installs it)
 
 
 def _pg_bin(name: str) -> str | None:
@@ -34,8 +34,7 @@ def _pg_bin(name: str) -> str | None:
 @pytest.fixture(scope="module")
 def postgres_url():
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    assert initdb and pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) missing: run deploy/setup.sh"
     # PostgreSQL refuses to run as root: run it as the 'postgres' system user then, in a
     # directory of its own (pytest's tmp dirs are private to root).
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

@@ -26,6 +26,8 @@ from jobstore.tokens import create_token
 from jobstore.queues import queue_name
 from jobstore.settings import Settings
 
+from tests.support.procs import RedisServer, free_port, kill_tree, wait_until  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
@@ -43,79 +45,6 @@ def tiny_train(**overrides) -> dict:
     config.update(overrides)
     return config
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL a process and every descendant (tests clean up after themselves)."""
-    try:
-        family = [psutil.Process(proc.pid)]
-        family += family[0].children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for p in family:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    proc.wait(timeout=10)
-
-
-class RedisServer:
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        # RDB snapshot on shutdown only: "stop with data" keeps the queues, "wipe" loses them.
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--save", "3600 1", "--appendonly", "no", "--daemonize", "no"],
-            stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
-        wait_until(self.ping, 10, "redis-server to answer")
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self, keep_data: bool) -> None:
-        """SHUTDOWN SAVE (the queues survive a restart) or SIGKILL + delete the dump."""
-        if keep_data:
-            self.proc.send_signal(signal.SIGTERM)  # redis saves an RDB snapshot on SIGTERM
-            self.proc.wait(timeout=20)
-        else:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            (self.dir / "dump.rdb").unlink(missing_ok=True)
-
-    def close(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 class Stack:
