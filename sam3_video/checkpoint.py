@@ -2,8 +2,10 @@
 
 Layout: RUN_DIR/checkpoints/step_XXXXXXX.pt (7-digit step). A file is written as
 `<name>.tmp`, fsynced, then os.replace'd into place, so a reader (the worker, or a resumed
-run) never sees a half-written checkpoint under a checkpoint name. A file that is cut
-short anyway (disk full, copied by hand) fails to load and is skipped on resume.
+run) never sees a half-written checkpoint under a checkpoint name. A write that fails
+(disk full) removes its .tmp file and raises the OSError (ENOSPC), which the trainer
+reports as exit code DISK_FULL. A file that is cut short anyway (copied by hand) fails to
+load and is skipped on resume.
 
 A checkpoint holds only tensors and plain data (numbers, strings, None, lists, dicts), so
 it is read with torch.load(weights_only=True) like every weights file (sam3_video.weights):
@@ -33,15 +35,49 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class _KeepWriteError:
+    """The file object torch.save writes through: it remembers the OSError a write raised.
+    torch's zip writer reports a failed write as a RuntimeError ("unexpected pos ..."),
+    which loses the errno that says the disk is full (ENOSPC)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_atomic(state: dict, path: str | os.PathLike) -> Path:
+    """Write `state` to `path` through `<name>.tmp` (fsync, rename). If anything fails the
+    .tmp file is removed: a full disk is not left fuller, and the OSError itself is raised
+    (errno ENOSPC or EDQUOT when the disk or quota is full; see failures.is_disk_full)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    for stale in path.parent.glob("*.pt.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+    try:
+        with open(tmp, "wb") as f:
+            writer = _KeepWriteError(f)
+            try:
+                torch.save(state, writer)
+            except RuntimeError as err:
+                if writer.error is not None:
+                    raise writer.error from err
+                raise
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)  # make the rename itself durable
     return path
 

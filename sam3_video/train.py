@@ -7,7 +7,8 @@ FILE is a TrainConfig (bare, or inside a job.json envelope). What is trained com
 the task (sam3_video.tasks); everything here is generic. Writes DIR/metrics.jsonl,
 DIR/tb/, DIR/checkpoints/step_XXXXXXX.pt and, with data.val, DIR/evaluation.json.
 Resumes by itself from the newest checkpoint in DIR/checkpoints that loads.
-Exit codes: sam3_video.exit_codes (2 config/data, 3 out of memory, 75 stopped by SIGTERM).
+Exit codes: sam3_video.exit_codes (2 config/data, 3 out of memory, 74 disk full, 75 stopped
+by SIGTERM).
 """
 from __future__ import annotations
 
@@ -306,7 +307,7 @@ def main(argv=None) -> int:
     try:
         trainer = Trainer(cfg, task, dist, run_dir)
         return trainer.run()
-    except (ConfigError, RuntimeError, MemoryError) as err:
+    except (ConfigError, RuntimeError, MemoryError, OSError) as err:  # OSError: disk full
         code = report_failure(err)
         if code is None:
             raise

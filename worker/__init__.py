@@ -40,7 +40,10 @@ Environment (all read through `jobstore.settings.Settings`, prefix SAM3V_):
     SAM3V_WORKER_ID             name recorded on claimed jobs (default host-pid)
     SAM3V_LEASE_SECONDS         lease length; renewed every lease/3 (at most 5 s);
                                 the reaper runs every lease/2 (at most 30 s)
-    SAM3V_MAX_ATTEMPTS          infrastructure failures are retried up to this
+    SAM3V_MAX_ATTEMPTS          infrastructure failures are retried up to this; config,
+                                oom, disk_full (exit code 74 or ENOSPC in the log or in
+                                the worker's own write), time_limit and disk_quota
+                                fail at once (another attempt would fail the same way)
     SAM3V_VISIBILITY_TIMEOUT_S  Redis redelivers an unacked message after this; keep it
                                 longer than the longest job (a redelivery is harmless:
                                 the claim makes it a no-op)

@@ -7,6 +7,7 @@ latest checkpoint by itself).
 """
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import re
@@ -37,6 +38,7 @@ ROOT_CAUSE_EXIT = re.compile(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", re.S)
 # torchrun's own report starts with this line; what comes before is the ranks' output.
 TORCHRUN_REPORT = re.compile(r"^.*\] failed \(exitcode: -?\d+\).*$", re.M)
 LOG_TAIL_BYTES = 8000
+DISK_FULL_TEXT = "No space left on device"  # strerror(ENOSPC), in a traceback of the log
 # Limits the supervisor enforces (worker/limits.py); each is the job's failure kind.
 LIMIT_KINDS = ("time_limit", "disk_quota")
 
@@ -76,6 +78,10 @@ def run(job_id: int, settings: Settings | None = None) -> str:
         return run_attempt(claimed, settings, gpu_ids)
     except Exception as err:  # a bug or a full disk in the worker: never leave it running
         log.exception("job %s: the worker failed", job_id)
+        if is_disk_full(err) and jobstore.finish_job(
+                claimed.id, claimed.attempt, "failed", "disk_full",
+                disk_full_reason(claimed, f"The worker could not write: {err}")):
+            return "failed:disk_full"
         return recovery.retry_or_fail(claimed, f"worker error: {err!r}", settings)
 
 
@@ -139,12 +145,24 @@ def trainer_exit_code(torchrun_code: int | None, tail: str) -> int | None:
 
 
 def classify(code: int | None, tail: str) -> str:
-    """config | oom | infrastructure, from the trainer's exit code and its log."""
+    """config | oom | disk_full | infrastructure, from the trainer's exit code and its log."""
     if code == exit_codes.CONFIG_ERROR:
         return "config"
     if code == exit_codes.OUT_OF_MEMORY or "out of memory" in tail.lower():
         return "oom"
+    if code == exit_codes.DISK_FULL or DISK_FULL_TEXT in tail:
+        return "disk_full"
     return "infrastructure"
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """The worker's own write (job.json, the attempt's log) failed on a full disk."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_reason(job: jobstore.Job, detail: str) -> str:
+    return (f"disk full: no space left for the run directory (ENOSPC); free space, then "
+            f"POST /jobs/{job.id}/retry resumes from the last complete checkpoint. {detail}")
 
 
 def last_lines(tail: str, n: int = 15) -> str:
@@ -179,7 +197,11 @@ def finish(job: jobstore.Job, outcome: Outcome, log_file: Path, settings: Settin
         return "succeeded"
     kind = classify(code, tail)
     reason = f"exit code {code}; end of {log_file.name}:\n{last_lines(tail)}"
-    if kind in ("config", "oom"):  # retrying would fail the same way
+    if kind == "disk_full":
+        reason = disk_full_reason(job, reason)
+    # Retrying would fail the same way: a bad config, too little memory, a full disk
+    # (the next attempt would land on the same filesystem; someone has to free space).
+    if kind in ("config", "oom", "disk_full"):
         jobstore.finish_job(job.id, job.attempt, "failed", kind, reason)
         return f"failed:{kind}"
     return recovery.retry_or_fail(job, reason, settings)
