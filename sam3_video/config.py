@@ -12,6 +12,8 @@ from typing import Annotated, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sam3_video.backbone.presets import PATCH_SIZE, preset_dims
+
 DATA_ROOT_ENV = "DATA_ROOT"
 RUNS_ROOT_ENV = "RUNS_ROOT"
 
@@ -38,8 +40,46 @@ MAX_SEED = 2**32 - 1             # numpy's seed range
 MAX_EVAL_FRAMES = 100_000
 
 
+class FieldProblem(ValueError):
+    """A cross-section rule broken by one field: describe_errors names `field` (dotted,
+    relative to the model that raises it) instead of the model's own location."""
+
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# Presets whose ViT position table is TILED to the image (sam3's ViT, tile_abs_pos=True):
+# sam3.model.vitdet.get_abs_pos repeats the pretrain-size table (336 px = 24 x 24 patches
+# for sam3) and crops it to the image's patch grid, so it tiles whole only when the grid
+# is a multiple of the table: image_size a multiple of 336 (1008 = 3 x 336). Any other
+# multiple of 14 cuts the last tile, and the frame's right and bottom patches get position
+# embeddings the pretrained weights never saw at those positions.
+TILED_POSITION_PRESETS = ("sam3",)
+
+
+def image_size_problem(preset: str, image_size: int | None) -> str | None:
+    """Why `image_size` does not suit `preset` (None: it does, or it is the preset's own)."""
+    if image_size is None or preset not in TILED_POSITION_PRESETS:
+        return None
+    table = preset_dims(preset).pretrain_image_size
+    if image_size % table:
+        return (f"{image_size} is not a multiple of {table} for preset {preset!r}: its ViT "
+                f"tiles a {table} px ({table // PATCH_SIZE}x{table // PATCH_SIZE}-patch) "
+                f"position table over the image, whole only at multiples of {table} "
+                f"(e.g. {table * max(1, round(image_size / table))})")
+    return None
+
+
+def _check_image_size(cfg):
+    problem = image_size_problem(cfg.model.preset, cfg.data.image_size)
+    if problem:
+        raise FieldProblem("data.image_size", problem)
+    return cfg
 
 
 class WeightsRef(Strict):
@@ -144,6 +184,10 @@ class TrainConfig(Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     gpus: int = Field(default=1, ge=0, le=64, description="0 runs on CPU processes")
 
+    @model_validator(mode="after")
+    def _image_size_fits_preset(self):
+        return _check_image_size(self)
+
 
 class EvalDataConfig(Strict):
     dataset: str = Field(description="dataset directory with ground truth, relative to DATA_ROOT")
@@ -160,6 +204,10 @@ class EvalConfig(Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     gpus: int = Field(default=1, ge=0, le=64)
 
+    @model_validator(mode="after")
+    def _image_size_fits_preset(self):
+        return _check_image_size(self)
+
 
 JobKind = Literal["train", "eval"]
 CONFIG_BY_KIND: dict[str, type[Strict]] = {"train": TrainConfig, "eval": EvalConfig}
@@ -169,8 +217,12 @@ def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
     """One 'dotted.field: message' line per pydantic error."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        lines.append(f"{loc or '(root)'}: {e['msg']}")
+        parts, msg = [prefix, *e["loc"]], e["msg"]
+        problem = e.get("ctx", {}).get("error")
+        if isinstance(problem, FieldProblem):  # a model's rule that one field breaks
+            parts, msg = [*parts, problem.field], problem.message
+        loc = ".".join(str(p) for p in parts if p != "")
+        lines.append(f"{loc or '(root)'}: {msg}")
     return lines
 
 

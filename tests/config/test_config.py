@@ -110,3 +110,26 @@ def test_unusable_paths_are_config_errors(tmp_path, monkeypatch):
     for bad in ("a\x00b", "\x00"):
         with pytest.raises(ConfigError, match="data.train: .* not a usable path"):
             data_path(bad, "data.train")
+
+
+def test_sam3_image_size_must_tile_its_position_table():
+    """sam3's ViT tiles a 336 px position table: a multiple of 14 that is not one of 336
+    is refused for preset sam3 (train and eval), naming data.image_size and why."""
+    for size in (994, 1022, 700, 14 * 50):
+        lines = problems("train", {**MINIMAL_TRAIN, "model": {"preset": "sam3"},
+                                   "data": {"train": "x", "image_size": size}})
+        assert len(lines) == 1 and lines[0].startswith("data.image_size: "), lines
+        assert f"{size} is not a multiple of 336" in lines[0] and "position table" in lines[0]
+        lines = problems("eval", {"model": {"preset": "sam3"},
+                                  "data": {"dataset": "x", "image_size": size}})
+        assert len(lines) == 1 and lines[0].startswith("data.image_size: "), lines
+    for size in (336, 672, 1008, 1344, None):  # whole tiles, or the preset's own 1008
+        assert parse_config("train", {**MINIMAL_TRAIN, "model": {"preset": "sam3"},
+                                      "data": {"train": "x", "image_size": size}}).data.image_size == size
+        assert parse_config("eval", {"model": {"preset": "sam3"},
+                                     "data": {"dataset": "x", "image_size": size}}).data.image_size == size
+    # tiny keeps any multiple of 14; a non-multiple of 14 keeps its own message
+    assert parse_config("train", {"data": {"train": "x", "image_size": 126}, "max_steps": 1})
+    lines = problems("train", {**MINIMAL_TRAIN, "model": {"preset": "sam3"},
+                               "data": {"train": "x", "image_size": 1000}})
+    assert lines and "multiple of 14" in lines[0]

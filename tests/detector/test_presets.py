@@ -130,3 +130,22 @@ def test_trunk_layer_id_for_layer_decay():
     assert ids[f"backbone.vision_backbone.trunk.blocks.{depth - 1}.mlp.fc1.weight"] == depth
     assert ids["transformer.decoder.query_embed.weight"] == depth + 1
     assert set(ids.values()) == set(range(depth + 2))
+
+
+def test_sam3_image_size_rule_is_where_sam3_tiles_its_position_table():
+    """The config's rule (sam3_video.config.image_size_problem) refuses exactly the sizes
+    at which sam3's own tiling (vitdet.get_abs_pos, tile_abs_pos=True) cuts the table."""
+    from sam3.model.vitdet import get_abs_pos
+
+    from sam3_video.backbone.presets import PATCH_SIZE, SAM3
+    from sam3_video.config import image_size_problem
+
+    side = SAM3.pretrain_image_size // PATCH_SIZE  # 24
+    table = torch.arange(1 + side * side, dtype=torch.float32).reshape(1, -1, 1)  # cls + grid
+    for size in range(14 * 24, 14 * 100, PATCH_SIZE):
+        grid = size // PATCH_SIZE
+        pos = get_abs_pos(table, has_cls_token=True, hw=(grid, grid), tiling=True)[0, ..., 0]
+        last = pos[grid - side:, grid - side:]  # the bottom-right 24x24 corner
+        whole = torch.equal(last, pos[:side, :side])  # the grid ends on a whole copy
+        assert whole == (image_size_problem("sam3", size) is None), size
+    assert image_size_problem("tiny", 14 * 9) is None
