@@ -109,9 +109,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         dataset = task.train_dataset()
         self.sampler = ResumableSampler(len(dataset), dist.rank, dist.world_size, seed=cfg.seed)
+        # Every iter(loader) (each pass of `endless`, so every epoch and once more on resume)
+        # draws a base seed for worker seeding. From the global generator that draw would
+        # shift the training RNG stream (track prompts, dropout) in a resumed run, which
+        # starts a pass mid-epoch; this generator takes it instead. Items need no worker
+        # seed: SeededSamples reseeds every item.
         self.loader = DataLoader(
             SeededSamples(dataset), batch_size=cfg.data.batch_size_per_gpu, sampler=self.sampler,
-            num_workers=cfg.data.num_workers, collate_fn=lambda items: (len(items), task.collate(items)))
+            num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+            collate_fn=lambda items: (len(items), task.collate(items)))
         self.step = 0
         self.resumed_from = self._resume()
         if self.resumed_from is None:
