@@ -15,6 +15,10 @@ from sam3.model.vitdet import ViT
 from sam3_video import compat
 from sam3_video.backbone.presets import PATCH_SIZE, Sam3Dims
 
+# Evaluation runs the backbone over at most this many frames of a video at once (detect
+# and track alike): a whole long video at 1008 px would not fit in GPU memory.
+EVAL_CHUNK_FRAMES = 8
+
 
 def position_encoding(num_pos_feats: int, precompute_resolution: int | None = None) -> PositionEmbeddingSine:
     """sam3's sine position encoding; its cache is precomputed on CUDA machines only (compat item 2)."""

@@ -5,8 +5,9 @@
     results    = score_video(detections, dataset_root)      # masklets + every video metric
 
 `predict` runs the model over every (video, phrase) datapoint of a native dataset, all
-frames of each video (or windows of `frames_per_clip`), and returns one Detection per
-kept query per frame. `score_frames` computes COCO-style AP per frame with sam3.eval's
+frames of each video (or windows of `frames_per_clip`), EVAL_CHUNK_FRAMES frames through
+the model at a time (as the tracker's evaluation), and returns one Detection per kept
+query per frame. `score_frames` computes COCO-style AP per frame with sam3.eval's
 pycocotools evaluator. `score_video` links the same detections into masklets and scores
 them with sam3_video.metrics (mAP, HOTA, cgF1, J&F, ...), frame AP included.
 """
@@ -21,8 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from sam3_video import metrics as video_metrics
+from sam3_video.backbone.vision import EVAL_CHUNK_FRAMES
 from sam3_video.data import collate, eval_clips, load_native, move_to
 from sam3_video.data import masks as rle_masks
+from sam3_video.detector.model import split_frames
 
 MIN_SCORE = 0.01        # detections below this are dropped (they cannot move AP)
 MAX_PER_FRAME = 100     # COCO's maxDets
@@ -75,8 +78,12 @@ def frame_detections(out: dict, query: int, width: int, height: int,
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, root: Path, image_size: int,
-            frames_per_clip: int | None = None) -> list[Detection]:
-    """Detections for every (video, phrase) pair of the dataset, negatives included."""
+            frames_per_clip: int | None = None,
+            chunk_frames: int | None = EVAL_CHUNK_FRAMES) -> list[Detection]:
+    """Detections for every (video, phrase) pair of the dataset, negatives included.
+    The model sees `chunk_frames` frames of a clip at a time (None: the whole clip), and
+    each chunk's outputs become detections before the next runs, so device memory does
+    not grow with the video's length; the detections are the same either way."""
     native = load_native(root)
     device = next(model.parameters()).device
     was_training = model.training
@@ -87,14 +94,18 @@ def predict(model: torch.nn.Module, root: Path, image_size: int,
     try:
         for clip in eval_clips(root, image_size=image_size, frames_per_clip=frames_per_clip):
             video = native.videos[clip.video_id]
-            outputs = model(move_to(collate([clip.datapoint]), device))
-            for frame, out in zip(clip.frame_indices, outputs):  # one output per frame
-                for query, score, box, mask in frame_detections(out, 0, video.width, video.height,
-                                                                   presence_in_logits=joint):
-                    detections.append(Detection(
-                        video_id=clip.video_id, frame_index=frame, category_id=clip.category_id,
-                        phrase=clip.noun_phrase, score=score, bbox=[round(v, 2) for v in box],
-                        segmentation=rle_masks.to_rle(mask), query_index=query))
+            for start, part in split_frames(collate([clip.datapoint]), chunk_frames):
+                outputs = model(move_to(part, device))
+                frames = clip.frame_indices[start:start + len(outputs)]
+                for frame, out in zip(frames, outputs):  # one output per frame
+                    for query, score, box, mask in frame_detections(
+                            out, 0, video.width, video.height, presence_in_logits=joint):
+                        detections.append(Detection(
+                            video_id=clip.video_id, frame_index=frame,
+                            category_id=clip.category_id, phrase=clip.noun_phrase, score=score,
+                            bbox=[round(v, 2) for v in box],
+                            segmentation=rle_masks.to_rle(mask), query_index=query))
+                del outputs
     finally:
         model.train(was_training)
     return detections

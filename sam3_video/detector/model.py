@@ -16,6 +16,9 @@ batch.find_targets, so the loss (normalised per frame, averaged over frames) is 
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Iterator
+
 import torch
 from sam3.model.data_misc import BatchedDatapoint, FindStage
 from sam3.model.geometry_encoders import Prompt
@@ -70,6 +73,29 @@ def stack_find_stages(stages: list[FindStage]) -> FindStage:
         input_points_mask=torch.cat([p[1] for p in padded_points], dim=0),  # [queries, points]
         object_ids=object_ids,
     )
+
+
+def split_frames(batch: BatchedDatapoint, frames: int | None) -> Iterator[tuple[int, BatchedDatapoint]]:
+    """(first frame, sub-batch) for consecutive runs of at most `frames` frames (find
+    stages) of `batch`: each sub-batch holds only the images its stages use, their img_ids
+    renumbered. None (or a run as long as the clip) yields the batch itself. The detector
+    treats every frame on its own, so the outputs of the parts are those of the whole.
+    Split on the CPU: only a part's images then go to the device."""
+    total = len(batch.find_inputs)
+    if frames is None or frames >= total:
+        yield 0, batch
+        return
+    for start in range(0, total, frames):
+        stages = batch.find_inputs[start:start + frames]
+        used = torch.unique(torch.cat([s.img_ids for s in stages]))  # sorted
+        local = torch.full((batch.img_batch.shape[0],), -1, dtype=torch.long, device=used.device)
+        local[used] = torch.arange(len(used), device=used.device)
+        yield start, dataclasses.replace(
+            batch, img_batch=batch.img_batch[used.to(batch.img_batch.device)],
+            find_inputs=[dataclasses.replace(s, img_ids=local[s.img_ids]) for s in stages],
+            find_targets=batch.find_targets[start:start + frames],
+            find_metadatas=batch.find_metadatas[start:start + frames],
+            raw_images=None if batch.raw_images is None else [batch.raw_images[i] for i in used.tolist()])
 
 
 def _slice_queries(out: dict, start: int, stop: int) -> dict:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from sam3.model.sam3_tracking_predictor import Sam3TrackerPredictor
 
 from sam3_video import compat
+from sam3_video.backbone.vision import EVAL_CHUNK_FRAMES
 from sam3_video.data.masks import to_rle
 from sam3_video.data.native import NativeDataset, Video, load_native
 from sam3_video.metrics.j_and_f import frames_j_and_f
@@ -61,7 +62,7 @@ class VideoFeatures:
     """Frames of one video at model resolution and their tracker features (the backbone
     runs `chunk` frames at a time; the features of every frame are kept)."""
 
-    def __init__(self, model, data: NativeDataset, video: Video, chunk: int = 8):
+    def __init__(self, model, data: NativeDataset, video: Video, chunk: int = EVAL_CHUNK_FRAMES):
         device = next(model.parameters()).device
         self.images = torch.stack([load_frame(data.image_dir / f, model.image_size)
                                    for f in video.file_names]).to(device)
