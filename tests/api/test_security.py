@@ -3,10 +3,19 @@ named after its row. The real app, real Redis and SQLite (PostgreSQL where named
 real uvicorn where connections matter."""
 from __future__ import annotations
 
+import math
+import random
+
 import anyio
 import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 import jobstore
+from api.main import create_app
+from api.routes.metrics import downsample
+from jobstore.tokens import create_token
 from tests.api.conftest import train_body
 
 
@@ -131,3 +140,105 @@ def test_row7_oversized_numbers_in_headers_and_body_are_4xx(client, auth, make_j
         assert r.status_code == 416, (value[:20], r.text)
         assert r.json()["detail"].startswith("Range header:"), r.text
     assert client.get(url, headers={**h, "Range": "bytes=0-9"}).content == b"x" * 10
+
+
+# Row 5: GET /jobs/{id}/metrics downsamples in SQL -----------------------------------------
+
+def _metric_rows(job_id: int) -> list[dict]:
+    """~300k points: a dense decaying loss with spikes and NaN holes (stored as NULL), a
+    series logged every 7 steps with an all-null stretch, and a short one."""
+    rng = random.Random(5)
+    rows = []
+    for step in range(250_000):
+        value = 5 * math.exp(-step / 60_000) + rng.random() * 0.1
+        if step % 9_973 == 0:
+            value = None
+        elif step % 31_337 == 0:
+            value = 40.0 + step  # a spike every-Nth sampling would drop
+        rows.append(dict(job_id=job_id, name="loss", step=step, value=value, time=1e6 + step, attempt=1))
+    for k in range(7_000):
+        step = 100 + 7 * k
+        value = None if 3_000 <= k < 3_200 else math.sin(k / 50)
+        rows.append(dict(job_id=job_id, name="grad_norm", step=step, value=value, time=2e6 + step, attempt=1))
+    rows += [dict(job_id=job_id, name="lr", step=s, value=1e-4, time=3e6 + s, attempt=1) for s in range(300)]
+    return rows
+
+
+def _expected(rows: list[dict], name: str, since_step: int, max_points: int) -> tuple[int, list[dict]]:
+    """The Python reference (api.routes.metrics.downsample) over the same rows."""
+    points = sorted((r["step"], r["value"], r["time"]) for r in rows
+                    if r["name"] == name and r["step"] >= since_step)
+    return len(points), [{"step": s, "value": v, "time": t} for s, v, t in downsample(points, max_points)]
+
+
+def _check_metrics(client, headers, job_id, rows, max_points, since_step=0, names=None):
+    query = f"max_points={max_points}&since_step={since_step}" + (f"&names={','.join(names)}" if names else "")
+    r = client.get(f"/jobs/{job_id}/metrics?{query}", headers=headers)
+    assert r.status_code == 200, r.text
+    series = {s["name"]: s for s in r.json()["series"]}
+    wanted = sorted({row["name"] for row in rows if row["step"] >= since_step
+                     and (names is None or row["name"] in names)})  # series with points
+    assert sorted(series) == sorted(wanted)
+    for name in wanted:
+        total, points = _expected(rows, name, since_step, max_points)
+        assert series[name]["total_points"] == total, name
+        assert len(series[name]["points"]) <= max_points, name
+        assert series[name]["points"] == points, (name, max_points, since_step)
+    return series
+
+
+def test_row5_metrics_are_downsampled_in_sql_not_in_python(client, auth, make_job, engine):
+    job = make_job()
+    jobstore.claim_job(job["id"], "w", 60, engine=engine)
+    rows = _metric_rows(job["id"])
+    with jobstore.session_scope(engine) as s:  # one bulk INSERT through SQLAlchemy
+        s.execute(sa.insert(jobstore.Metric), rows)
+
+    fetched = []  # rows the DB cursor hands back, per statement (pysqlite's row_factory)
+
+    def count_rows(conn, cursor, statement, parameters, context, executemany):
+        fetched.append(0)
+        cursor.row_factory = lambda _cursor, row: fetched.__setitem__(-1, fetched[-1] + 1) or row
+
+    sa.event.listen(engine, "after_cursor_execute", count_rows)
+    try:
+        series = _check_metrics(client, auth["alice"], job["id"], rows, max_points=1000)
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", count_rows)
+    assert {n: s["total_points"] for n, s in series.items()} == {"loss": 250_000, "grad_norm": 7_000, "lr": 300}
+    # No statement returned more than one series' max_points rows; all together about
+    # what the answer holds (plus the token, the job and the per-series counts).
+    assert max(fetched) <= 1000 and sum(fetched) <= 2 * 1000 + 300 + 20, fetched
+    loss = [p["value"] for p in series["loss"]["points"]]
+    assert all(40.0 + 31_337 * k in loss for k in range(1, 8))  # every spike survives
+    assert None in [p["value"] for p in series["grad_norm"]["points"]]  # and the null stretch
+
+    for max_points, since_step, names in ((37, 0, None), (2, 0, ["loss"]), (500, 123_457, ["loss", "lr"]),
+                                          (1000, 20_000, ["grad_norm"]), (100_000, 0, ["grad_norm"])):
+        _check_metrics(client, auth["alice"], job["id"], rows, max_points, since_step, names)
+
+
+try:  # PostgreSQL as tests/jobstore/test_postgres.py starts it (skips where not installed)
+    from tests.jobstore.test_postgres import postgres_url  # noqa: F401 (a fixture)
+except BaseException:  # psycopg missing: importorskip raised its Skipped
+    @pytest.fixture
+    def postgres_url():
+        pytest.skip("the postgres extra (psycopg 3) is not installed")
+
+
+def test_row5_metrics_downsampling_is_the_same_on_postgres(postgres_url, settings):
+    pg = settings.model_copy(update={"database_url": postgres_url})
+    with TestClient(create_app(pg)) as client:
+        engine = jobstore.get_engine(pg)
+        assert engine.dialect.name == "postgresql"
+        headers = {"Authorization": f"Bearer {create_token(pg, 'metrics-pg')}"}
+        created = client.post("/jobs", json=train_body(), headers=headers)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        jobstore.claim_job(job_id, "w", 60, engine=engine)
+        rows = [r for r in _metric_rows(job_id) if r["name"] != "loss" or r["step"] < 30_000]
+        with jobstore.session_scope(engine) as s:
+            s.execute(sa.insert(jobstore.Metric), rows)
+        for max_points, since_step, names in ((1000, 0, None), (37, 5, None), (2, 0, ["grad_norm"]),
+                                              (500, 12_345, ["loss", "lr"])):
+            _check_metrics(client, headers, job_id, rows, max_points, since_step, names)
