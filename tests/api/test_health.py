@@ -14,7 +14,8 @@ def test_healthz_and_readyz_need_no_token(client):
 def test_prometheus_metrics(client, auth, make_job):
     make_job()
     assert client.get("/metrics").status_code == 401
-    text = client.get("/metrics", headers=auth["alice"]).text
+    # admins only since security row 9 (tests/api/test_tokens.py checks the 403)
+    text = client.get("/metrics", headers=auth["root"]).text
     assert 'sam3v_jobs{state="queued"} 1.0' in text
     assert 'sam3v_queue_depth{queue="cpu"}' in text and "sam3v_broker_up 1.0" in text
     assert 'sam3v_request_seconds_count{method="POST",route="/jobs",status="201"} 1.0' in text
