@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 import jobstore
 from api.auth import UNAUTHORIZED, Caller, TokenRejected, authenticate
 from api.errors import ApiError
+from api.streams import OpenStreams
 from api.telemetry import Telemetry
 from jobstore.settings import Settings
 
@@ -33,9 +34,14 @@ def get_telemetry(request: Request) -> Telemetry:
     return request.app.state.telemetry
 
 
+def get_open_streams(request: Request) -> OpenStreams:
+    return request.app.state.open_streams
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
+OpenStreamsDep = Annotated[OpenStreams, Depends(get_open_streams)]
 
 
 # FastAPI's bearer scheme: it puts the security scheme in the OpenAPI document (the

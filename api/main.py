@@ -11,6 +11,7 @@ import jobstore
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, RequestTimer, scrub_access_log
 from api.openapi import install_openapi
+from api.streams import OpenStreams
 from api.routes import checkpoints, events, health, jobs, metrics
 from jobstore.settings import Settings, get_settings
 from api.telemetry import Telemetry
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = jobstore.get_engine(settings)
     app.state.telemetry = Telemetry()
+    app.state.open_streams = OpenStreams(settings.sse_max_streams_per_user)
     install_error_handlers(app)
     install_openapi(app)
     for router in (jobs.router, metrics.router, events.router, checkpoints.router, health.router):

@@ -142,8 +142,8 @@ class LocalStack:
             os.replace(tmp, target)
 
     def start_api(self) -> None:
-        self.spawn("api", [sys.executable, "-m", "uvicorn", "api.main:app",
-                           "--host", self.host, "--port", str(self.port)])
+        # python -m api: uvicorn with the connection limits from Settings (api/server.py)
+        self.spawn("api", [sys.executable, "-m", "api", "--host", self.host, "--port", str(self.port)])
 
     def start_worker(self) -> None:
         # SIGTERM is the worker's graceful stop (worker/celery_app.py): its running job's

@@ -92,8 +92,19 @@ def enqueue(settings: Settings, job_id: int, gpus: int, *, priority: int = 0,
     return True
 
 
+@lru_cache(maxsize=8)
+def _redis_client(broker_url: str) -> redis.Redis:
+    """One client per broker URL per process, over a small pool: a fresh client per call
+    opened a new connection each time (every unauthenticated GET /readyz did), and the
+    pool bounds how many a burst of callers opens; a caller waits up to 2 s for a free one.
+    redis-py reconnects a dropped connection, and a forked child gets its own pool."""
+    pool = redis.BlockingConnectionPool.from_url(broker_url, max_connections=8, timeout=2,
+                                                 socket_connect_timeout=2, socket_timeout=2)
+    return redis.Redis(connection_pool=pool)
+
+
 def _redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=2)
+    return _redis_client(settings.broker_url)
 
 
 def ping(settings: Settings) -> None:

@@ -44,6 +44,17 @@ class Settings(BaseSettings):
         description="lifetime of a token from `sam3v tokens create` without --expires-in; 0: never expires")
     sse_poll_seconds: float = Field(default=0.5, gt=0)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    sse_max_streams_per_user: int = Field(
+        default=8, ge=1, description="open GET /jobs/{id}/events streams per user and API "
+                                     "process; one more gets 429")
+    # The API server's connection limits (`python -m api`, api/server.py).
+    api_read_timeout_s: float = Field(
+        default=15.0, gt=0, description="a client must send a whole request (headers and "
+        "body) within this of opening the connection or of the request's first byte")
+    api_limit_concurrency: int = Field(
+        default=256, ge=2, description="open connections + requests in flight per API "
+                                       "process; past it the API answers 503")
+    api_keep_alive_s: int = Field(default=5, ge=1, description="idle keep-alive connections close after this")
     # Worker-only; kept here so there is one settings object.
     worker_gpus: str = ""
     worker_id: str = ""

@@ -14,8 +14,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, select
 
 import jobstore
-from api.deps import EngineDep, SettingsDep, VisibleJob
+from api.deps import CurrentUser, EngineDep, OpenStreamsDep, SettingsDep, VisibleJob
 from api.errors import ApiError, responses
+from api.streams import SlotStreamingResponse
 from jobstore.settings import Settings
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["jobs"])
@@ -73,13 +74,17 @@ async def _stream(request: Request, engine: Engine, settings: Settings, job_id: 
 @router.get("/events", response_class=StreamingResponse, responses={
     200: {"content": {"text/event-stream": {}},
           "description": "events: state, progress, metrics, checkpoint; ends when the job is finished"},
-    **responses(400, 401, 404, 422)})
-def job_events(request: Request, job: VisibleJob, settings: SettingsDep, engine: EngineDep,
+    **responses(400, 401, 404, 422, 429)})
+def job_events(request: Request, job: VisibleJob, caller: CurrentUser, settings: SettingsDep,
+               engine: EngineDep, open_streams: OpenStreamsDep,
                last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
                after: Annotated[int | None, Query(ge=0, le=2**62, description="like Last-Event-ID")] = None):
-    """Server-Sent Events of this job, from after Last-Event-ID (or ?after=)."""
+    """Server-Sent Events of this job, from after Last-Event-ID (or ?after=). A user may
+    have SAM3V_SSE_MAX_STREAMS_PER_USER streams open; one more is a 429."""
     start = after or 0
     if last_event_id is not None:
         start = parse_event_id(last_event_id)
-    return StreamingResponse(_stream(request, engine, settings, job.id, start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    release = open_streams.take(caller)  # the last step before the response: it releases
+    return SlotStreamingResponse(_stream(request, engine, settings, job.id, start), release,
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -3,13 +3,22 @@ named after its row. The real app, real Redis and SQLite (PostgreSQL where named
 real uvicorn where connections matter."""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import anyio
 import httpx
-import pytest
+import redis
 import sqlalchemy as sa
+import yaml
 from fastapi.testclient import TestClient
 
 import jobstore
@@ -17,6 +26,8 @@ from api.main import create_app
 from api.routes.metrics import downsample
 from jobstore.tokens import create_token
 from tests.api.conftest import train_body
+from tests.jobstore.test_postgres import postgres_url  # noqa: F401 (a fixture: a real PostgreSQL)
+from tests.support.procs import free_port, kill_tree, wait_until
 
 
 # Row 12: the OpenAPI document declares the bearer auth ------------------------------------
@@ -218,14 +229,6 @@ def test_row5_metrics_are_downsampled_in_sql_not_in_python(client, auth, make_jo
         _check_metrics(client, auth["alice"], job["id"], rows, max_points, since_step, names)
 
 
-try:  # PostgreSQL as tests/jobstore/test_postgres.py starts it (skips where not installed)
-    from tests.jobstore.test_postgres import postgres_url  # noqa: F401 (a fixture)
-except BaseException:  # psycopg missing: importorskip raised its Skipped
-    @pytest.fixture
-    def postgres_url():
-        pytest.skip("the postgres extra (psycopg 3) is not installed")
-
-
 def test_row5_metrics_downsampling_is_the_same_on_postgres(postgres_url, settings):
     pg = settings.model_copy(update={"database_url": postgres_url})
     with TestClient(create_app(pg)) as client:
@@ -242,3 +245,183 @@ def test_row5_metrics_downsampling_is_the_same_on_postgres(postgres_url, setting
         for max_points, since_step, names in ((1000, 0, None), (37, 5, None), (2, 0, ["grad_norm"]),
                                               (500, 12_345, ["loss", "lr"])):
             _check_metrics(client, headers, job_id, rows, max_points, since_step, names)
+
+
+# Row 6: connections are bounded -----------------------------------------------------------
+
+@contextlib.contextmanager
+def served_api(settings, **env_overrides):
+    """`python -m api` (as the launcher, the image and compose start it), configured by
+    environment variables only, on a free loopback port; yields its base URL. Its stderr
+    is checked for tracebacks at the end."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM3V_")}
+    env.update(SAM3V_DATABASE_URL=settings.database_url, SAM3V_DATA_ROOT=str(settings.data_root),
+               SAM3V_RUNS_ROOT=str(settings.runs_root), SAM3V_BROKER_URL=settings.broker_url,
+               SAM3V_GPU_COUNTS="0", SAM3V_SSE_POLL_SECONDS="0.05", **env_overrides)
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert server.poll() is None, "python -m api exited"
+        try:
+            return httpx.get(base + "/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+    try:
+        wait_until(up, 30, "python -m api to answer /healthz", interval=0.1)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            kill_tree(server)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+        log.close()
+    assert "Traceback" not in output, output
+
+
+def _open(port: int, payload: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if payload:
+        sock.sendall(payload)
+    return sock
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):  # b"" once the server closed it; 10 s socket timeout
+        data += chunk
+    return data
+
+
+def test_row6_half_sent_requests_are_closed_within_the_read_timeout(settings):
+    timeout = 1.5
+    with served_api(settings, SAM3V_API_READ_TIMEOUT_S=str(timeout)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        half = {
+            "nothing": b"",
+            "half a request line": b"GET /heal",
+            "half the headers": b"GET /healthz HTTP/1.1\r\nHost: api\r\nX-Slow: 1",
+            "half a body": (b"POST /jobs HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 1000\r\n\r\n{\"kind\": "),
+            "a kept-alive second request, half sent": (b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n"
+                                                       b"GET /healthz HTTP/1.1\r\nHo"),
+        }
+        started = time.monotonic()
+        sockets = [(what, _open(port, payload)) for what, payload in half.items() for _ in range(4)]
+        assert len(sockets) == 20
+        # Meanwhile the server answers whole requests.
+        assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+        for what, sock in sockets:
+            with sock:
+                data = _read_until_closed(sock)
+            elapsed = time.monotonic() - started
+            assert elapsed < timeout + 5, (what, elapsed)
+            if what in ("half a request line", "half the headers"):
+                assert data.startswith(b"HTTP/1.1 408 "), (what, data)
+                assert b"SAM3V_API_READ_TIMEOUT_S" in data
+            elif what == "a kept-alive second request, half sent":
+                assert data.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in data, data
+            else:
+                assert b"HTTP/1.1 2" not in data, (what, data)
+        assert time.monotonic() - started >= timeout  # not before the timeout
+        assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+
+
+def test_row6_concurrency_limit_answers_503_past_it(settings):
+    limit = 8
+    with served_api(settings, SAM3V_API_LIMIT_CONCURRENCY=str(limit), SAM3V_API_READ_TIMEOUT_S="3") as base:
+        port = int(base.rsplit(":", 1)[1])
+        idle = [_open(port, b"") for _ in range(limit)]
+        try:
+            def refused():
+                with httpx.Client(timeout=5) as c:  # a fresh connection each try
+                    return c.get(base + "/healthz").status_code == 503
+            wait_until(refused, 5, "a request past the limit to get 503", interval=0.1)
+            # The read timeout frees the slots the idle sockets held.
+            for sock in idle:
+                with sock:
+                    assert _read_until_closed(sock) == b""
+            assert httpx.get(base + "/healthz", timeout=5).status_code == 200
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_row6_event_streams_are_capped_per_user(settings):
+    with served_api(settings, SAM3V_SSE_MAX_STREAMS_PER_USER="2") as base:
+        alice = {"Authorization": f"Bearer {create_token(settings, 'alice')}"}
+        bob = {"Authorization": f"Bearer {create_token(settings, 'bob')}"}
+        job = httpx.post(base + "/jobs", json=train_body(), headers=alice, timeout=30)
+        assert job.status_code == 201, job.text
+        url = f"{base}/jobs/{job.json()['id']}/events"  # queued: its stream stays open
+        with contextlib.ExitStack() as stack:
+            def stream(headers):
+                client = stack.enter_context(httpx.Client(timeout=10))
+                return stack.enter_context(client.stream("GET", url, headers=headers))
+            first, second = stream(alice), stream(alice)
+            assert first.status_code == second.status_code == 200
+            r = httpx.get(url, headers=alice, timeout=10)
+            assert r.status_code == 429, r.text
+            assert r.json()["detail"] == ("user 'alice' already has 2 event streams open; the limit "
+                                          "is 2 (SAM3V_SSE_MAX_STREAMS_PER_USER): close one first")
+            # Another user's streams are counted apart (an admin sees alice's job).
+            root = {"Authorization": f"Bearer {create_token(settings, 'root', True)}"}
+            assert stream(root).status_code == 200
+            assert httpx.get(url, headers=bob, timeout=10).status_code == 404
+            # A closed stream gives its slot back.
+            first.close()
+
+            def reopened():
+                with httpx.Client(timeout=10) as c, c.stream("GET", url, headers=alice) as r:
+                    return r.status_code == 200
+            wait_until(reopened, 10, "alice's closed stream to free its slot", interval=0.1)
+
+
+def test_row6_readyz_reuses_one_redis_connection(client, redis_url):
+    counter = redis.Redis.from_url(redis_url)  # connected by its first command, below
+
+    def connections_received() -> int:
+        return int(counter.info("stats")["total_connections_received"])
+    before = connections_received()
+    for _ in range(30):
+        assert client.get("/readyz").json() == {"database": "ok", "broker": "ok"}
+    assert connections_received() - before <= 1  # the pool's one connection, if new
+
+
+def test_row6_readyz_errors_name_no_url_host_or_database(settings):
+    pg_port, redis_port = free_port(), free_port()  # nothing listens on either
+    down = settings.model_copy(update={
+        "database_url": f"postgresql://sam3v_secret_user:pw@127.0.0.1:{pg_port}/secret_db_name",
+        "broker_url": f"redis://:secret_pw@127.0.0.1:{redis_port}/7"})
+    client = TestClient(create_app(down))  # no lifespan: it would migrate the absent database
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json() == {"detail": "not ready: database unavailable; broker unavailable",
+                        "errors": ["database unavailable", "broker unavailable"]}
+    for secret in ("127.0.0.1", str(pg_port), str(redis_port), "secret", "postgres", "redis", "/7"):
+        assert secret not in r.text, secret
+
+
+def test_row6_every_start_command_serves_through_python_m_api():
+    """The limits are in `python -m api`; plain `uvicorn api.main:app` has none of them."""
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    assert "exec python -m api --host 0.0.0.0 --port 8000" in compose["services"]["api"]["command"][-1]
+    assert 'CMD ["python", "-m", "api", "--host", "0.0.0.0", "--port", "8000"]' in (
+        root / "deploy" / "Dockerfile").read_text()
+    launcher = (root / "deploy" / "launcher.py").read_text()
+    assert '[sys.executable, "-m", "api", "--host"' in launcher and '"-m", "uvicorn"' not in launcher
+    from api.server import RequestTimeoutH11Protocol, uvicorn_config
+    from jobstore.settings import Settings
+    config = uvicorn_config(Settings(api_limit_concurrency=99, api_keep_alive_s=3, api_read_timeout_s=7),
+                            "127.0.0.1", 8000)
+    assert config.limit_concurrency == 99 and config.timeout_keep_alive == 3
+    assert config.http.func is RequestTimeoutH11Protocol and config.http.keywords == {"read_timeout_s": 7}
+    defaults = Settings()
+    assert (defaults.api_read_timeout_s, defaults.api_limit_concurrency, defaults.sse_max_streams_per_user) == (15, 256, 8)

@@ -75,7 +75,7 @@ def test_row9_docs_open_but_reveal_nothing_private(client, auth, settings, make_
 
 
 def test_row9_access_log_has_no_query_strings(settings, tmp_path):
-    """A real `uvicorn api.main:app` with its default access log, as `sam3v up` runs it
+    """A real `python -m api` (uvicorn) with its default access log, as `sam3v up` runs it
     (its output is logs/api.log there)."""
     jobstore.migrate(settings)
     token = create_token(settings, "dora")
@@ -86,7 +86,7 @@ def test_row9_access_log_has_no_query_strings(settings, tmp_path):
                SAM3V_GPU_COUNTS="0")
     log_path = tmp_path / "api.log"
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port)],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -68,7 +68,7 @@ def test_row9_local_home_is_private(make_stack, stack_home):
             masks[stack.proc.pid] = (umask_of(stack.proc.pid), "sam3v up")
             assert {m for m, _ in masks.values() if m is not None} == {0o077}, masks
             names = " ".join(cmd for _, cmd in masks.values())
-            for part in ("redis-server", "uvicorn", "celery", "torch.distributed.run"):
+            for part in ("redis-server", "-m api", "celery", "torch.distributed.run"):
                 assert part in names, (part, names)
             assert too_open(stack.layout.root) == []
             client.post(f"/jobs/{job_id}/cancel").raise_for_status()

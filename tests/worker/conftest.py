@@ -1,4 +1,4 @@
-"""Real processes for the worker tests: redis-server, Celery workers, torchrun, uvicorn.
+"""Real processes for the worker tests: redis-server, Celery workers, torchrun, the API (python -m api).
 
 `stack` gives one isolated service per test: its own Redis port, SQLite file, run and
 data directories. Jobs are created the way POST /jobs creates them (jobstore.create_job +
@@ -101,7 +101,7 @@ class Stack:
 
     def start_api(self) -> None:
         self.api = subprocess.Popen(
-            [PY, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            [PY, "-m", "api", "--host", "127.0.0.1", "--port", str(self.api_port)],
             cwd=REPO, env=self.env, start_new_session=True,
             stdout=open(self.logs / "api.log", "ab"), stderr=subprocess.STDOUT)
         wait_until(self._api_up, 60, "the API to answer /healthz")
