@@ -119,6 +119,10 @@ class DataConfig(Strict):
                                    description="None: the preset's size")
     batch_size_per_gpu: int = Field(default=1, ge=1, le=MAX_BATCH)
     num_workers: int = Field(default=0, ge=0, le=MAX_LOADER_WORKERS)
+    negative_ratio: float = Field(
+        default=0.3, ge=0, le=1,
+        description="detect: fraction of training clips asked for a phrase absent from "
+                    "their video (no target; teaches presence). 0: positives only")
 
     @model_validator(mode="after")
     def _stride_range(self):

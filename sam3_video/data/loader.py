@@ -12,6 +12,8 @@ frame where the object is absent has a query with no target.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,37 @@ class NativeGroundingLoader:
             raise DatasetError([Problem(
                 "annotations.json", "videos",
                 f"no video has the {min_frames} frames a clip needs")])
+        self._absent: dict[int, list[int]] = {}
+
+    def absent_phrases(self, video_id: int) -> list[int]:
+        """Category ids that may be a negative phrase for the video, in id order: the
+        phrase names objects in another video and no object of this one. Phrases are
+        compared as text (trimmed, lower case), so a second category spelling a phrase of
+        this video is not absent; crowd tracks count as present."""
+        if video_id not in self._absent:
+            def norm(phrase: str) -> str:
+                return " ".join(phrase.lower().split())
+
+            here = {norm(self.native.categories[tr.category_id])
+                    for tr in self.native.tracks_of(video_id)}
+            elsewhere = {tr.category_id for tr in self.native.tracks if tr.video_id != video_id}
+            self._absent[video_id] = [cid for cid in sorted(elsewhere)
+                                      if norm(self.native.categories[cid]) not in here]
+        return self._absent[video_id]
+
+    @contextlib.contextmanager
+    def phrase_swapped(self, idx: int, category_id: int):
+        """Within the block, datapoint `idx` loads as the same frames of the same video
+        asked for phrase `category_id`, one of absent_phrases(video): a negative clip,
+        queries with no target on every frame."""
+        ref = self.datapoints[idx]
+        if category_id not in self.absent_phrases(ref.video_id):
+            raise ValueError(f"category {category_id} is not absent from video {ref.video_id}")
+        self.datapoints[idx] = dataclasses.replace(ref, category_id=category_id)
+        try:
+            yield
+        finally:
+            self.datapoints[idx] = ref
 
     def getDatapointIds(self) -> list[int]:  # noqa: N802 (sam3's interface)
         return list(range(len(self.datapoints)))

@@ -12,6 +12,12 @@ DataLoader worker has its own copy). To resume exactly, reseed `dataset.rng` per
 `dataset.rng.getstate()`. The transforms below draw no random numbers at all (sam3's
 RandomResizeAPI would call the global `random.choice` even with one size).
 With training=False nothing is sampled: every frame of the datapoint is loaded.
+
+Negatives: with negative_ratio > 0 a training item first draws `rng.random() <
+negative_ratio` and, if so, `rng.choice` of the phrases absent from its video (see
+NativeGroundingLoader.absent_phrases); the clip then asks for that phrase and has no target
+on any frame (presence target 0). Both draws come from the same per-item `rng`, so resume
+stays exact; with negative_ratio 0 nothing extra is drawn.
 """
 from __future__ import annotations
 
@@ -64,10 +70,31 @@ def video_transforms(image_size: int) -> list:
 class NativeVideoDataset(VideoGroundingDataset):
     """sam3's VideoGroundingDataset without its silent retry: upstream catches OSError and
     ValueError (a missing frame, a clip too short) and returns the NEXT item instead, which
-    would train or score the wrong clip. Here the error propagates, naming the file."""
+    would train or score the wrong clip. Here the error propagates, naming the file.
+
+    In training, a `negative_ratio` fraction of items become negatives: the item's frames
+    asked for a phrase absent from its video (module doc)."""
+
+    negative_ratio: float = 0.0
+
+    def negative_phrase(self, index: int) -> int | None:
+        """The absent category item `index` asks for instead of its own, drawn from
+        self.rng, or None (a positive). Draws nothing when negative_ratio is 0."""
+        if not self.training or self.negative_ratio <= 0:
+            return None
+        if self.rng.random() >= self.negative_ratio:
+            return None
+        video_id = self.coco.datapoints[int(self.ids[index])].video_id
+        absent = self.coco.absent_phrases(video_id)
+        return self.rng.choice(absent) if absent else None
 
     def __getitem__(self, index: int) -> Datapoint:
-        datapoint = self._load_datapoint(index)
+        negative = self.negative_phrase(index)
+        if negative is None:
+            datapoint = self._load_datapoint(index)
+        else:
+            with self.coco.phrase_swapped(int(self.ids[index]), negative):
+                datapoint = self._load_datapoint(index)
         for transform in self._transforms:
             datapoint = transform(datapoint, epoch=self.curr_epoch)
         return datapoint
@@ -90,22 +117,29 @@ def _grounding_dataset(root: Path, loader, *, image_size: int, frames_per_clip: 
 def make_video_dataset(root: str | Path, *, image_size: int, frames_per_clip: int,
                        stride_min: int = 1, stride_max: int = 1, random_reverse: bool = False,
                        training: bool = True, include_negatives: bool = False,
-                       ) -> NativeVideoDataset:
+                       negative_ratio: float = 0.0) -> NativeVideoDataset:
     """One item = one (video, noun phrase) pair: a Datapoint of frames_per_clip frames
     (training: a random window, see the module doc for its RNG; training=False: every frame).
+    negative_ratio (training): the fraction of items that ask their frames for a phrase
+    absent from the video instead (no targets); 0 keeps every item positive.
+    include_negatives instead lists every absent pair as items of their own (eval_clips).
 
     Videos shorter than frames_per_clip are left out of training (sam3 would otherwise
     swap in the next item without a word). Raises DatasetError if the dataset is unusable.
     """
     if stride_max < stride_min or stride_min < 1:
         raise ValueError("need 1 <= stride_min <= stride_max")
+    if not 0.0 <= negative_ratio <= 1.0:
+        raise ValueError("need 0 <= negative_ratio <= 1")
     root = Path(root)
     loader = functools.partial(NativeGroundingLoader, include_negatives=include_negatives,
                                min_frames=frames_per_clip if training else 1)
-    return _grounding_dataset(root, loader, image_size=image_size,
-                              frames_per_clip=frames_per_clip, stride_min=stride_min,
-                              stride_max=stride_max, random_reverse=random_reverse,
-                              training=training)
+    dataset = _grounding_dataset(root, loader, image_size=image_size,
+                                 frames_per_clip=frames_per_clip, stride_min=stride_min,
+                                 stride_max=stride_max, random_reverse=random_reverse,
+                                 training=training)
+    dataset.negative_ratio = negative_ratio
+    return dataset
 
 
 def collate(items: list[Datapoint]) -> BatchedDatapoint:

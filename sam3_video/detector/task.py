@@ -46,7 +46,7 @@ class DetectTask:
             str(data_path(data.train, "data.train")), image_size=self.image_size,
             frames_per_clip=data.frames_per_clip, stride_min=data.frame_stride_min,
             stride_max=data.frame_stride_max, random_reverse=data.random_reverse_time,
-            training=True)
+            training=True, negative_ratio=data.negative_ratio)
 
     def collate(self, items: list):
         from sam3_video.data import collate

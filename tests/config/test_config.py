@@ -133,3 +133,13 @@ def test_sam3_image_size_must_tile_its_position_table():
     lines = problems("train", {**MINIMAL_TRAIN, "model": {"preset": "sam3"},
                                "data": {"train": "x", "image_size": 1000}})
     assert lines and "multiple of 14" in lines[0]
+
+
+def test_negative_ratio_is_a_fraction():
+    assert parse_config("train", MINIMAL_TRAIN).data.negative_ratio == 0.3
+    for ratio in (0, 0.5, 1):
+        cfg = parse_config("train", {**MINIMAL_TRAIN, "data": {"train": "x", "negative_ratio": ratio}})
+        assert cfg.data.negative_ratio == ratio
+    for bad in (-0.1, 1.5, "some"):
+        lines = problems("train", {**MINIMAL_TRAIN, "data": {"train": "x", "negative_ratio": bad}})
+        assert lines and lines[0].startswith("data.negative_ratio:"), lines

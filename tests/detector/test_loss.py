@@ -69,3 +69,47 @@ def test_logged_accuracies_stay_within_0_and_1(clip_batch):
     assert fractions["presence_dec_acc"] > 0.5
     bad = {k: v for k, v in fractions.items() if not 0.0 <= v <= 1.0}
     assert not bad, bad
+
+
+def test_negative_clips_push_presence_down(synthetic_root):
+    """Clips asked for a phrase absent from their video (data.negative_ratio=1.0) have no
+    target on any frame: sam3's loss gives them presence target 0 (IABCEMdetr's keep_loss),
+    so training lowers the presence score."""
+    dataset = make_video_dataset(synthetic_root, image_size=default_image_size("tiny"),
+                                 frames_per_clip=2, negative_ratio=1.0)
+    dataset.rng.seed(0)
+    batch = collate([dataset[0], dataset[1]])
+    assert all(int(t.num_boxes.sum()) == 0 for t in batch.find_targets)
+    model = tiny_model(seed=7)
+    loss_fn = build_detection_loss(TINY.num_queries, distributed=False)
+
+    def presence(outputs):
+        return torch.cat([out["presence_logit_dec"].detach().flatten() for out in outputs])
+
+    outputs = model(batch)
+    for out in outputs:
+        out["presence_logit_dec"].retain_grad()
+    losses = loss_fn(outputs, batch)
+    assert losses["presence_loss"] > 0
+    assert losses["loss_ce"] == 0  # no target: no per-query classification term
+    losses["core_loss"].backward()
+    grads = torch.cat([out["presence_logit_dec"].grad.flatten() for out in outputs])
+    assert (grads > 0).all()  # descent lowers every frame's presence logit
+
+    before = presence(outputs).sigmoid().mean()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(batch), batch)["core_loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = presence(model(batch)).sigmoid().mean()
+    assert after < before - 0.05, (before, after)
+
+
+def test_task_trains_with_the_configured_negative_ratio(synthetic_root, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", str(synthetic_root.parent))
+    for ratio in (0.0, 0.3, 1.0):
+        cfg = TrainConfig(data={"train": synthetic_root.name, "negative_ratio": ratio}, max_steps=1)
+        assert DetectTask(cfg).train_dataset().negative_ratio == ratio
+    assert TrainConfig(data={"train": "x"}, max_steps=1).data.negative_ratio == 0.3
