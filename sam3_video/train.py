@@ -217,7 +217,12 @@ class Trainer:
             last = micro == cfg.grad_accum_steps - 1
             # Only the last micro-batch all-reduces gradients under DDP.
             sync = contextlib.nullcontext() if (self.ddp is None or last) else self.ddp.no_sync()
-            with sync:
+            # TorchScript off: sam3's loss calls @torch.jit.script functions (box_ops'
+            # fast_diag_generalized_box_iou); the JIT's profiling executor runs a
+            # function's first call(s) in a process as plain ops and later ones as an
+            # optimised graph whose autodiff backward differs in the last bits. A resumed
+            # run's first steps would then not reproduce the uninterrupted run's.
+            with sync, torch.jit.optimized_execution(False):
                 with self.autocast():
                     losses = self.task.loss(self.forward_model, batch)
                 self.scaler.scale(losses["loss"] / cfg.grad_accum_steps).backward()
