@@ -11,6 +11,14 @@ sam3_video.weights'; a training checkpoint of either task exports the same way.
 `--base` copies every tensor the checkpoint lacks (e.g. the tracker, or the detector's
 tracker neck after detection-only training) from an upstream sam3.pt, so the result loads
 strictly into build_sam3_video_model.
+
+Detector and tracker share one ViT trunk. A detect job trains it by default; the base's
+tracker (and its neck) learned on the base's trunk and would see other features. So when
+the checkpoint's trunk differs from the base's and parts consuming it come from the base,
+export refuses, naming the fix: freeze the trunk in the detect job
+(model.freeze.vision_backbone), or fine-tune the tracker on the new trunk (a track job
+initialised from this one: model.init.job_id), or pass --allow-retrained-trunk to write
+the mixed file anyway (a warning says which parts were not trained on that trunk).
 """
 from __future__ import annotations
 
@@ -23,7 +31,11 @@ import torch
 
 from sam3_video.config import ConfigError
 from sam3_video.exit_codes import CONFIG_ERROR
-from sam3_video.weights import DETECTOR_PREFIX, TRACKER_PREFIX, read_state_dict, to_upstream_layout
+from sam3_video.weights import (DETECTOR_PREFIX, TRACKER_NECK_PREFIX, TRACKER_PREFIX,
+                                read_state_dict, to_upstream_layout)
+
+TRUNK = DETECTOR_PREFIX + "backbone.vision_backbone.trunk."
+TRACKER_NECK = DETECTOR_PREFIX + TRACKER_NECK_PREFIX
 
 
 def fill_from_base(exported: dict, base: dict) -> list[str]:
@@ -39,17 +51,44 @@ def fill_from_base(exported: dict, base: dict) -> list[str]:
     return added
 
 
-def export_checkpoint(checkpoint: Path, out: Path, base: Path | None = None) -> dict:
+def trunk_consumers_from_base(exported: dict, base: dict, added: list[str]) -> list[str]:
+    """The parts taken from the base that consume the trunk, if the export's trunk is not
+    the base's (else []): "tracker" (tracker.* or its neck) and/or "detector" (its neck,
+    encoder, decoder and heads)."""
+    trunk = [k for k in exported if k.startswith(TRUNK)]
+    if all(k in base and torch.equal(exported[k], base[k]) for k in trunk):
+        return []
+    parts = []
+    if any(k.startswith((TRACKER_PREFIX, TRACKER_NECK)) for k in added):
+        parts.append("tracker")
+    if any(k.startswith(DETECTOR_PREFIX) and not k.startswith((TRUNK, TRACKER_NECK)) for k in added):
+        parts.append("detector")
+    return parts
+
+
+def export_checkpoint(checkpoint: Path, out: Path, base: Path | None = None,
+                      allow_retrained_trunk: bool = False) -> dict:
     """Write the upstream-layout weights of `checkpoint` to `out` (atomically)."""
     exported = to_upstream_layout(read_state_dict(checkpoint, "checkpoint"))
-    added = fill_from_base(exported, read_state_dict(base, "base")) if base else []
+    added, stale = [], []
+    if base:
+        base_state = read_state_dict(base, "base")
+        added = fill_from_base(exported, base_state)
+        stale = trunk_consumers_from_base(exported, base_state, added)
+    if stale and not allow_retrained_trunk:
+        raise ConfigError([
+            f"base: the checkpoint's ViT trunk was retrained, but the {' and '.join(stale)} "
+            "would come from the base, which learned on the base's trunk. Freeze the trunk "
+            "when training (model.freeze.vision_backbone: true), or fine-tune the "
+            f"{stale[0]} on this trunk (a job with model.init.job_id of this one), or pass "
+            "--allow-retrained-trunk to export the mix anyway"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     torch.save(exported, tmp)
     os.replace(tmp, out)
     count = lambda prefix: sum(k.startswith(prefix) for k in exported)  # noqa: E731
     return {"detector": count(DETECTOR_PREFIX), "tracker": count(TRACKER_PREFIX),
-            "from_base": len(added)}
+            "from_base": len(added), "not_trained_on_trunk": stale}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="output file in the sam3.pt layout")
     parser.add_argument("--base", type=Path, default=None,
                         help="upstream sam3.pt supplying the tensors the checkpoint lacks")
+    parser.add_argument("--allow-retrained-trunk", action="store_true",
+                        help="export even if parts from the base never saw the retrained trunk")
     args = parser.parse_args(argv)
     try:
-        counts = export_checkpoint(args.checkpoint, args.out, args.base)
+        counts = export_checkpoint(args.checkpoint, args.out, args.base, args.allow_retrained_trunk)
     except ConfigError as err:
         print("export: " + "\n  ".join(err.problems), file=sys.stderr)
         return CONFIG_ERROR
     print(f"wrote {args.out}: {counts['detector']} detector.* and {counts['tracker']} tracker.* "
           f"tensors ({counts['from_base']} from the base)")
+    if counts["not_trained_on_trunk"]:
+        print(f"warning: the {' and '.join(counts['not_trained_on_trunk'])} in {args.out} came "
+              "from the base and never saw this checkpoint's retrained trunk", file=sys.stderr)
     return 0
 
 

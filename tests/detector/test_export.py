@@ -16,6 +16,7 @@ from sam3_video.weights import to_upstream_layout as export_state_dict
 from .conftest import tiny_model
 
 TRACKER_NECK = "backbone.vision_backbone.sam2_convs."
+TRUNK = "backbone.vision_backbone.trunk."
 
 
 def _export_cli(*args) -> subprocess.CompletedProcess:
@@ -73,16 +74,27 @@ def test_export_state_dict_layout():
                            "detector.dot_prod_scoring.prompt_proj.weight"}
 
 
+def _trained_on_base_trunk(base_model, seed):
+    """A detect checkpoint's model: the base's trunk, everything after it retrained."""
+    torch.manual_seed(seed)
+    model = tiny_model(seed=seed)
+    trunk = {k: v for k, v in base_model.state_dict().items() if k.startswith(TRUNK)}
+    model.load_state_dict(trunk, strict=False)
+    return model
+
+
 def test_base_fills_what_detection_training_lacks(tmp_path):
-    """A detector trained without the tracker neck + an upstream-layout base that has it:
-    the export holds every base tensor and loads strictly into the bigger model."""
+    """A detector trained on the base's trunk without the tracker neck + an upstream-layout
+    base that has it: the export holds every base tensor and loads strictly into the
+    bigger model."""
     torch.manual_seed(3)
     with_neck = build_model(ModelConfig(), with_tracker_neck=True)
     torch.save(export_state_dict(with_neck.state_dict()), tmp_path / "base.pt")
-    _training_checkpoint(tiny_model(seed=4), tmp_path / "ckpt.pt")
+    _training_checkpoint(_trained_on_base_trunk(with_neck, 4), tmp_path / "ckpt.pt")
 
     result = _export_cli(tmp_path / "ckpt.pt", tmp_path / "out.pt", "--base", tmp_path / "base.pt")
     assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
     exported = torch.load(tmp_path / "out.pt", weights_only=True)
     base = torch.load(tmp_path / "base.pt", weights_only=True)
     neck_keys = [k for k in base if k.startswith("detector." + TRACKER_NECK)]
@@ -90,6 +102,28 @@ def test_base_fills_what_detection_training_lacks(tmp_path):
     assert all(torch.equal(exported[k], base[k]) for k in neck_keys)
     detector = {k[len("detector."):]: v for k, v in exported.items()}
     build_model(ModelConfig(), with_tracker_neck=True).load_state_dict(detector, strict=True)
+
+
+def test_a_retrained_trunk_is_not_paired_with_the_base_tracker(tmp_path):
+    """Issue 12, defect 8: detect training updates the shared trunk by default; the base's
+    tracker neck learned on the base's trunk. Export refuses that mix, naming the fixes,
+    unless asked for it explicitly (then it warns)."""
+    torch.manual_seed(3)
+    with_neck = build_model(ModelConfig(), with_tracker_neck=True)
+    torch.save(export_state_dict(with_neck.state_dict()), tmp_path / "base.pt")
+    _training_checkpoint(tiny_model(seed=4), tmp_path / "ckpt.pt")  # its own trunk
+
+    refused = _export_cli(tmp_path / "ckpt.pt", tmp_path / "out.pt", "--base", tmp_path / "base.pt")
+    assert refused.returncode == 2, refused.stderr
+    assert "trunk was retrained, but the tracker would come from the base" in refused.stderr
+    assert "model.freeze.vision_backbone" in refused.stderr and "--allow-retrained-trunk" in refused.stderr
+    assert not (tmp_path / "out.pt").exists()
+
+    forced = _export_cli(tmp_path / "ckpt.pt", tmp_path / "out.pt", "--base", tmp_path / "base.pt",
+                         "--allow-retrained-trunk")
+    assert forced.returncode == 0, forced.stderr
+    assert "warning: the tracker in" in forced.stderr and "retrained trunk" in forced.stderr
+    assert (tmp_path / "out.pt").is_file()
 
 
 class _Payload:
