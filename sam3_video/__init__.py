@@ -22,7 +22,7 @@ Programs and their generic parts:
     export.py       python -m sam3_video.export: a checkpoint in the upstream sam3.pt layout
     checkpoint.py   training checkpoints: atomic writes, keep-last-K, resume, RNG states
     distributed.py  process-group setup for torchrun and plain python
-    optim.py        AdamW parameter groups (layer decay) and learning-rate schedules
+    optim.py        AdamW parameter groups (per-module rates, layer decay) and lr schedules
     sampler.py      the resumable distributed sampler and per-item seeding
     metrics_log.py  rank 0's metrics.jsonl and TensorBoard sink
     failures.py     exception -> exit code, shared by trainer and evaluator

@@ -12,7 +12,7 @@ from typing import Annotated, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sam3_video.backbone.presets import PATCH_SIZE, preset_dims
+from sam3_video.backbone.presets import PATCH_SIZE, preset_dims, training_defaults
 
 DATA_ROOT_ENV = "DATA_ROOT"
 RUNS_ROOT_ENV = "RUNS_ROOT"
@@ -108,6 +108,34 @@ class ModelConfig(Strict):
     freeze: FreezeConfig = FreezeConfig()
 
 
+class AugmentConfig(Strict):
+    """Training clips only (evaluation never augments): one random draw per clip, the same
+    on every frame. Defaults are upstream sam3's fine-tuning transforms (RandomResizeAPI
+    square to 480..992 px in 32 px steps, PadToSizeAPI to 1008; no flip), as fractions of
+    image_size; see sam3_video.data.augment."""
+
+    enabled: bool = Field(default=True, description="false: every frame is only resized to "
+                                                    "image_size x image_size")
+    min_scale: float = Field(default=480 / 1008, gt=0, le=1,
+                             description="smallest side of the resized square, as a fraction "
+                                         "of image_size (upstream: 480 px at 1008)")
+    max_scale: float = Field(default=1.0, gt=0, le=1,
+                             description="largest side, as a fraction of image_size; the "
+                                         "rest of the frame is padding")
+    size_step: int | None = Field(default=None, ge=1, le=MAX_IMAGE_SIZE,
+                                  description="pixels between the sides drawn from; None: "
+                                              "upstream's 32 px at 1008, scaled to image_size")
+    hflip: float = Field(default=0.0, ge=0, le=1,
+                         description="probability of mirroring a clip (upstream: 0; mind "
+                                     "phrases like 'left hand')")
+
+    @model_validator(mode="after")
+    def _scale_range(self):
+        if self.min_scale > self.max_scale:
+            raise FieldProblem("min_scale", f"must be <= max_scale ({self.max_scale:g})")
+        return self
+
+
 class DataConfig(Strict):
     train: str = Field(description="training dataset directory, relative to DATA_ROOT")
     val: str | None = Field(default=None, description="held-out dataset directory for evaluation")
@@ -123,6 +151,7 @@ class DataConfig(Strict):
         default=0.3, ge=0, le=1,
         description="detect: fraction of training clips asked for a phrase absent from "
                     "their video (no target; teaches presence). 0: positives only")
+    augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")
     def _stride_range(self):
@@ -134,16 +163,52 @@ class DataConfig(Strict):
 
 
 class OptimConfig(Strict):
-    lr: float = Field(default=1e-4, gt=0, le=1)
-    weight_decay: float = Field(default=0.05, ge=0, le=10)
+    """AdamW rates per module (sam3_video.optim.param_groups). A field a job leaves unset
+    gets its preset's default (sam3_video.backbone.presets.TRAINING_DEFAULTS: `sam3` uses
+    upstream's fine-tuning values, `tiny` the defaults written here)."""
+
+    lr: float = Field(default=1e-4, gt=0, le=1,
+                      description="everything outside the vision and language backbones "
+                                  "(encoder, decoder, heads, tracker); sam3: 8e-5")
+    vision_lr: float | None = Field(default=None, gt=0, le=1,
+                                    description="backbone.vision_backbone (ViT trunk, before "
+                                                "layer_decay, and neck); None: lr; sam3: 2.5e-5")
+    language_lr: float | None = Field(default=None, gt=0, le=1,
+                                      description="backbone.language_backbone (text encoder); "
+                                                  "None: lr; sam3: 5e-6")
+    weight_decay: float = Field(default=0.05, ge=0, le=10, description="sam3: 0.1")
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
-    layer_decay: float | None = Field(default=None, gt=0, le=1, description="ViT layer-wise lr decay")
+    layer_decay: float | None = Field(
+        default=None, gt=0, le=1,
+        description="ViT trunk layer-wise decay: block i of D gets vision_lr * decay^(D - i), "
+                    "patch_embed and ln_pre decay^(D + 1), pos_embed none (as upstream); "
+                    "None or 1: off; sam3: 0.9")
 
 
 class ScheduleConfig(Strict):
-    name: Literal["cosine", "inverse_sqrt", "constant"] = "cosine"
-    warmup_steps: int = Field(default=0, ge=0, le=MAX_STEPS)
+    """Multiplier of every group's own rate per step; unset fields take the preset's default
+    (sam3: inverse_sqrt, 20 warmup and 20 cooldown steps, as upstream)."""
+
+    name: Literal["cosine", "inverse_sqrt", "constant"] = Field(
+        default="cosine", description="inverse_sqrt: sqrt(warmup_steps / step) after warmup")
+    warmup_steps: int = Field(default=0, ge=0, le=MAX_STEPS, description="linear warmup")
+    cooldown_steps: int = Field(default=0, ge=0, le=MAX_STEPS,
+                                description="the last N steps fall linearly towards 0")
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+def fill_preset_defaults(cfg: "TrainConfig") -> "TrainConfig":
+    """Give each optim./schedule. field that `cfg` leaves unset its preset's default
+    (sam3_video.backbone.presets.TRAINING_DEFAULTS). Filled fields count as set, so a
+    stored spec (model_dump) re-validates to the same values."""
+    for section, defaults in training_defaults(cfg.model.preset).items():
+        unset = {k: v for k, v in defaults.items() if k not in getattr(cfg, section).model_fields_set}
+        if unset:
+            part = getattr(cfg, section).model_copy()  # never mutate a caller's instance
+            for name, value in unset.items():
+                setattr(part, name, value)  # validate_assignment checks the table's values
+            object.__setattr__(cfg, section, part)  # no re-validation of the whole TrainConfig
+    return cfg
 
 
 class TrackConfig(Strict):
@@ -191,6 +256,10 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _image_size_fits_preset(self):
         return _check_image_size(self)
+
+    @model_validator(mode="after")
+    def _preset_training_defaults(self):
+        return fill_preset_defaults(self)
 
 
 class EvalDataConfig(Strict):

@@ -32,7 +32,7 @@ from sam3_video import checkpoint, distributed, exit_codes
 from sam3_video.config import ConfigError, TrainConfig, load_config_file
 from sam3_video.failures import report_failure
 from sam3_video.metrics_log import MetricsLog
-from sam3_video.optim import build_optimizer, build_scheduler
+from sam3_video.optim import build_optimizer, build_scheduler, logged_group
 from sam3_video.run_layout import CHECKPOINT_DIR, EVALUATION_FILE, write_json_atomic
 from sam3_video.sampler import ResumableSampler, SeededSamples, seed_everything
 from sam3_video.tasks import Task, get_task
@@ -105,6 +105,7 @@ class Trainer:
         self.model = task.build_model().to(self.device)
         self.model.train()
         self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.logged_group = logged_group(self.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         dataset = task.train_dataset()
@@ -232,7 +233,7 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
-        lr = self.optimizer.param_groups[0]["lr"]  # group 0 has the full (undecayed) lr
+        lr = self.optimizer.param_groups[self.logged_group]["lr"]  # the transformer's rate
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()

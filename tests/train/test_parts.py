@@ -70,13 +70,16 @@ def test_schedules(name, at_warmup_end, at_end):
 
 
 class _FakeVit(torch.nn.Module):
-    """Parameter names as in SAM3's ViT trunk and a head after it."""
+    """Parameter names as in SAM3's ViT trunk (backbone.vision_backbone.trunk) and a head."""
 
     def __init__(self):
         super().__init__()
-        self.trunk = torch.nn.Module()
-        self.trunk.patch_embed = torch.nn.Linear(2, 2, bias=False)
-        self.trunk.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(3))
+        trunk = torch.nn.Module()
+        trunk.patch_embed = torch.nn.Linear(2, 2, bias=False)
+        trunk.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(3))
+        self.backbone = torch.nn.Module()
+        self.backbone.vision_backbone = torch.nn.Module()
+        self.backbone.vision_backbone.trunk = trunk
         self.head = torch.nn.Linear(2, 2)
 
 
@@ -84,11 +87,12 @@ def test_layer_decay_and_no_decay_groups():
     model = _FakeVit()
     groups = param_groups(model, OptimConfig(lr=1.0, weight_decay=0.1, layer_decay=0.5))
     by_name = {n: g for g in groups for n in g["names"]}
+    trunk = "backbone.vision_backbone.trunk."
     assert by_name["head.weight"]["lr"] == 1.0 and by_name["head.weight"]["weight_decay"] == 0.1
     assert by_name["head.bias"]["weight_decay"] == 0.0
-    assert by_name["trunk.blocks.2.weight"]["lr"] == 0.5
-    assert by_name["trunk.blocks.0.weight"]["lr"] == 0.125
-    assert by_name["trunk.patch_embed.weight"]["lr"] == 0.0625
+    assert by_name[trunk + "blocks.2.weight"]["lr"] == 0.5
+    assert by_name[trunk + "blocks.0.weight"]["lr"] == 0.125
+    assert by_name[trunk + "patch_embed.weight"]["lr"] == 0.0625
     model.head.weight.requires_grad_(False)
     optimizer = build_optimizer(model, OptimConfig(lr=1.0))
     trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
