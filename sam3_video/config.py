@@ -114,8 +114,10 @@ class AugmentConfig(Strict):
     square to 480..992 px in 32 px steps, PadToSizeAPI to 1008; no flip), as fractions of
     image_size; see sam3_video.data.augment."""
 
-    enabled: bool = Field(default=True, description="false: every frame is only resized to "
-                                                    "image_size x image_size")
+    enabled: bool = Field(default=False, description="false: every frame is only resized "
+                          "to image_size x image_size. Default per preset: sam3 true "
+                          "(upstream's recipe), tiny false (its short random-init runs learn "
+                          "less in their few hundred steps with it)")
     min_scale: float = Field(default=480 / 1008, gt=0, le=1,
                              description="smallest side of the resized square, as a fraction "
                                          "of image_size (upstream: 480 px at 1008)")
@@ -198,16 +200,27 @@ class ScheduleConfig(Strict):
 
 
 def fill_preset_defaults(cfg: "TrainConfig") -> "TrainConfig":
-    """Give each optim./schedule. field that `cfg` leaves unset its preset's default
-    (sam3_video.backbone.presets.TRAINING_DEFAULTS). Filled fields count as set, so a
-    stored spec (model_dump) re-validates to the same values."""
+    """Give each field of a section ("optim", "schedule", "data.augment") that `cfg` leaves
+    unset its preset's default (sam3_video.backbone.presets.TRAINING_DEFAULTS). Filled
+    fields count as set, so a stored spec (model_dump) re-validates to the same values."""
     for section, defaults in training_defaults(cfg.model.preset).items():
-        unset = {k: v for k, v in defaults.items() if k not in getattr(cfg, section).model_fields_set}
-        if unset:
-            part = getattr(cfg, section).model_copy()  # never mutate a caller's instance
-            for name, value in unset.items():
-                setattr(part, name, value)  # validate_assignment checks the table's values
-            object.__setattr__(cfg, section, part)  # no re-validation of the whole TrainConfig
+        names = section.split(".")
+        chain = [cfg]
+        for name in names:
+            chain.append(getattr(chain[-1], name))
+        unset = {k: v for k, v in defaults.items() if k not in chain[-1].model_fields_set}
+        if not unset:
+            continue
+        part = chain[-1].model_copy()  # never mutate a caller's instance
+        for name, value in unset.items():
+            setattr(part, name, value)  # validate_assignment checks the table's values
+        # put the copy back, copying each parent on the way up; no re-validation of the whole
+        for parent, name in zip(reversed(chain[:-1]), reversed(names)):
+            if parent is not cfg:
+                parent = parent.model_copy()
+            object.__setattr__(parent, name, part)
+            parent.model_fields_set.add(name)
+            part = parent
     return cfg
 
 

@@ -70,9 +70,9 @@ def default_image_size(preset: str) -> int:
     return preset_dims(preset).image_size
 
 
-# Training defaults per preset: what a job gets for each `optim.*` / `schedule.*` field it
-# leaves unset (filled once, when sam3_video.config validates the TrainConfig; a value the job
-# sets, null included, always wins). `tiny` has none: the field defaults in config.py apply.
+# Training defaults per preset: what a job gets for each `optim.*`, `schedule.*` and
+# `data.augment.*` field it leaves unset (filled once, when sam3_video.config validates
+# the TrainConfig; a value the job sets, null included, always wins). `tiny` has none: the field defaults in config.py apply.
 # `sam3` takes upstream's fine-tuning recipe, facebookresearch/sam3
 # sam3/train/configs/roboflow_v100/roboflow_v100_full_ft_100_images.yaml (the odinw13
 # *_train.yaml configs use the same numbers): lr_scale 0.1 x (lr_transformer 8e-4,
@@ -85,6 +85,8 @@ TRAINING_DEFAULTS: dict[str, dict[str, dict[str, object]]] = {
         "optim": {"lr": 8e-5, "vision_lr": 2.5e-5, "language_lr": 5e-6,
                   "layer_decay": 0.9, "weight_decay": 0.1},
         "schedule": {"name": "inverse_sqrt", "warmup_steps": 20, "cooldown_steps": 20},
+        # upstream's train transforms (random resize + pad; sam3_video.data.augment)
+        "data.augment": {"enabled": True},
     },
 }
 

@@ -9,9 +9,14 @@ the first frame, then `rng.random() < 0.5` for time reversal only when random_re
 on. So an item's frames depend on how many items that dataset copy loaded before (and each
 DataLoader worker has its own copy). To resume exactly, reseed `dataset.rng` per item from
 (seed, epoch, position), as sam3_video.sampler.SeededSamples does, or save and restore
-`dataset.rng.getstate()`. The transforms below draw no random numbers at all (sam3's
+`dataset.rng.getstate()`. The plain transforms below draw no random numbers at all (sam3's
 RandomResizeAPI would call the global `random.choice` even with one size).
 With training=False nothing is sampled: every frame of the datapoint is loaded.
+
+Augmentation (training only, `augment=` a ClipAugment, see sam3_video.data.augment): the
+square resize becomes a random resize + pad to image_size (and optional mirror), one draw
+per clip, taken from the same `dataset.rng` AFTER the negative and frame draws (so those
+stay as they were); augment=None draws nothing and gives the plain square resize.
 
 Negatives: with negative_ratio > 0 a training item first draws `rng.random() <
 negative_ratio` and, if so, `rng.choice` of the phrases absent from its video (see
@@ -35,6 +40,7 @@ from sam3.train.data.sam3_video_dataset import VideoGroundingDataset
 from sam3.train.transforms.basic_for_api import ComposeAPI, NormalizeAPI, ToTensorAPI, resize
 from sam3.train.transforms.segmentation import DecodeRle
 
+from .augment import AugmentDatapoint, ClipAugment
 from .loader import DatapointRef, NativeGroundingLoader
 from .native import ANNOTATION_FILE, IMAGE_DIR
 
@@ -57,11 +63,14 @@ class SquareResize:
         return datapoint
 
 
-def video_transforms(image_size: int) -> list:
-    """RLE -> mask, square resize, tensor, normalise; boxes end as normalised cxcywh."""
+def video_transforms(image_size: int, augment: ClipAugment | None = None) -> list:
+    """RLE -> mask, square resize (or, with `augment`, one random resize + pad to
+    image_size per clip), tensor, normalise; boxes end as normalised cxcywh."""
+    if augment is not None and augment.image_size != image_size:
+        raise ValueError(f"augment is for {augment.image_size} px frames, not {image_size}")
     return [ComposeAPI(transforms=[
         DecodeRle(),
-        SquareResize(image_size),
+        SquareResize(image_size) if augment is None else AugmentDatapoint(augment),
         ToTensorAPI(),
         NormalizeAPI(mean=list(IMAGE_MEAN), std=list(IMAGE_STD)),
     ])]
@@ -73,7 +82,8 @@ class NativeVideoDataset(VideoGroundingDataset):
     would train or score the wrong clip. Here the error propagates, naming the file.
 
     In training, a `negative_ratio` fraction of items become negatives: the item's frames
-    asked for a phrase absent from its video (module doc)."""
+    asked for a phrase absent from its video (module doc). Transforms get `rng=self.rng`
+    (an augmenting one draws from it, after the negative and frame draws)."""
 
     negative_ratio: float = 0.0
 
@@ -96,18 +106,19 @@ class NativeVideoDataset(VideoGroundingDataset):
             with self.coco.phrase_swapped(int(self.ids[index]), negative):
                 datapoint = self._load_datapoint(index)
         for transform in self._transforms:
-            datapoint = transform(datapoint, epoch=self.curr_epoch)
+            datapoint = transform(datapoint, epoch=self.curr_epoch, rng=self.rng)
         return datapoint
 
 
 def _grounding_dataset(root: Path, loader, *, image_size: int, frames_per_clip: int,
                        stride_min: int, stride_max: int, random_reverse: bool,
-                       training: bool) -> NativeVideoDataset:
+                       training: bool, augment: ClipAugment | None = None) -> NativeVideoDataset:
     return NativeVideoDataset(
         num_stages_sample=frames_per_clip, stage_stride_min=stride_min,
         stage_stride_max=stride_max, random_reverse_time_axis=random_reverse,
         img_folder=str(root / IMAGE_DIR), ann_file=str(root / ANNOTATION_FILE),
-        transforms=video_transforms(image_size), training=training, load_segmentation=True,
+        transforms=video_transforms(image_size, augment), training=training,
+        load_segmentation=True,
         coco_json_loader=loader, max_ann_per_img=_NO_LIMIT, multiplier=1,
         max_train_queries=_NO_LIMIT, max_val_queries=_NO_LIMIT,
         max_masklet_num_in_video=_NO_LIMIT,
@@ -117,12 +128,15 @@ def _grounding_dataset(root: Path, loader, *, image_size: int, frames_per_clip: 
 def make_video_dataset(root: str | Path, *, image_size: int, frames_per_clip: int,
                        stride_min: int = 1, stride_max: int = 1, random_reverse: bool = False,
                        training: bool = True, include_negatives: bool = False,
-                       negative_ratio: float = 0.0) -> NativeVideoDataset:
+                       negative_ratio: float = 0.0,
+                       augment: ClipAugment | None = None) -> NativeVideoDataset:
     """One item = one (video, noun phrase) pair: a Datapoint of frames_per_clip frames
     (training: a random window, see the module doc for its RNG; training=False: every frame).
     negative_ratio (training): the fraction of items that ask their frames for a phrase
     absent from the video instead (no targets); 0 keeps every item positive.
     include_negatives instead lists every absent pair as items of their own (eval_clips).
+    augment (training only; ignored with training=False, which never augments): a
+    ClipAugment for image_size, replacing the square resize; None: the square resize.
 
     Videos shorter than frames_per_clip are left out of training (sam3 would otherwise
     swap in the next item without a word). Raises DatasetError if the dataset is unusable.
@@ -137,7 +151,7 @@ def make_video_dataset(root: str | Path, *, image_size: int, frames_per_clip: in
     dataset = _grounding_dataset(root, loader, image_size=image_size,
                                  frames_per_clip=frames_per_clip, stride_min=stride_min,
                                  stride_max=stride_max, random_reverse=random_reverse,
-                                 training=training)
+                                 training=training, augment=augment if training else None)
     dataset.negative_ratio = negative_ratio
     return dataset
 
@@ -188,4 +202,4 @@ def eval_clips(root: str | Path, *, image_size: int, frames_per_clip: int | None
 
 
 __all__ = ["make_video_dataset", "NativeVideoDataset", "collate", "eval_clips", "EvalClip",
-           "video_transforms", "SquareResize"]
+           "video_transforms", "SquareResize", "ClipAugment"]

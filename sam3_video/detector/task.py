@@ -39,14 +39,15 @@ class DetectTask:
         return build_model(self.cfg.model, self.image_size)
 
     def train_dataset(self):
-        from sam3_video.data import make_video_dataset
+        from sam3_video.data import ClipAugment, make_video_dataset
 
         data = self.cfg.data
         return make_video_dataset(
             str(data_path(data.train, "data.train")), image_size=self.image_size,
             frames_per_clip=data.frames_per_clip, stride_min=data.frame_stride_min,
             stride_max=data.frame_stride_max, random_reverse=data.random_reverse_time,
-            training=True, negative_ratio=data.negative_ratio)
+            training=True, negative_ratio=data.negative_ratio,
+            augment=ClipAugment.from_config(self.image_size, data.augment))
 
     def collate(self, items: list):
         from sam3_video.data import collate

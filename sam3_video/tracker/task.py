@@ -55,13 +55,17 @@ class TrackTask:
         return model
 
     def train_dataset(self):
+        from sam3_video.data import AugmentedClips, ClipAugment
         from sam3_video.tracker.clips import TrackClips
 
         data = self.cfg.data
-        return TrackClips(data_path(data.train, "data.train"), self.image_size,
-                          frames_per_clip=data.frames_per_clip, max_objects=self.track.max_objects,
-                          stride_min=data.frame_stride_min, stride_max=data.frame_stride_max,
-                          random_reverse=data.random_reverse_time)
+        clips = TrackClips(data_path(data.train, "data.train"), self.image_size,
+                           frames_per_clip=data.frames_per_clip, max_objects=self.track.max_objects,
+                           stride_min=data.frame_stride_min, stride_max=data.frame_stride_max,
+                           random_reverse=data.random_reverse_time)
+        # data.augment: one random resize + pad (+ mirror) per clip, on frames and masks
+        augment = ClipAugment.from_config(self.image_size, data.augment)
+        return clips if augment is None else AugmentedClips(clips, augment)
 
     def collate(self, items: list):
         from sam3_video.tracker.clips import collate_clips

@@ -104,7 +104,8 @@ def test_tiny_tracker_learns_to_propagate_with_memory(tmp_path):
     # Measured with this setting: J&F 0.05 -> 0.76 at 500 steps, memory off 0.28.
     steps = 500
     cfg = track_config(max_steps=steps, checkpoint_every=steps, log_every=10,
-                       track={"prob_mask": 1.0, "prob_box": 0.0, "prob_click": 0.0})
+                       track={"prob_mask": 1.0, "prob_box": 0.0, "prob_click": 0.0},
+                       data={"augment": {"enabled": False}})
     run_dir = run_train(tmp_path, data_root, cfg, timeout=1200)
 
     losses = [m["loss"] for m in read_metrics(run_dir) if "loss" in m]
