@@ -26,7 +26,7 @@ from sam3_video import compat
 from sam3_video.backbone.vision import EVAL_CHUNK_FRAMES
 from sam3_video.data.masks import to_rle
 from sam3_video.data.native import NativeDataset, Video, load_native
-from sam3_video.metrics.j_and_f import frames_j_and_f
+from sam3_video.metrics.j_and_f import counted_frames, frames_j_and_f
 from sam3_video.tracker.build import tracker_kwargs
 from sam3_video.tracker.clips import load_frame, resize_masks, track_mask
 from sam3_video.tracker.export import load_into_predictor, tracker_state_dict
@@ -85,8 +85,9 @@ def objects_of(data: NativeDataset, video: Video) -> list[EvalObject]:
     objects = []
     for track in data.tracks_of(video.id):
         present = track.present_frames()
-        if track.iscrowd or not present or present[0] >= video.length - 1:
-            continue  # nothing after the prompt frame to propagate to
+        if track.iscrowd or not present or present[0] >= video.length - 2:
+            # DAVIS counts the frames after the prompt except the video's last: none left
+            continue
         gt = np.stack([track_mask(track, video, t) for t in range(video.length)])
         objects.append(EvalObject(video, track.id, present[0], gt))
     return objects
@@ -176,19 +177,24 @@ def propagate_dataset(model, dataset_dir: str | Path, *, path: str = "predictor"
             compat.release_predictor_autocast(predictor)
         model.train(was_training)
     if not masklets:
-        raise ValueError(f"{dataset_dir}: no object is visible before the last frame of its video")
+        raise ValueError(f"{dataset_dir}: no object is visible two frames before the end of its "
+                         "video (DAVIS scores the frames after the prompt, the last one excluded)")
     return masklets
 
 
 def score_masklets(masklets: list[Masklet], dataset_dir: str | Path) -> dict[str, float]:
-    """Mean J, F and J&F over masklets (each averaged over its frames) against the GT."""
+    """Mean J, F and J&F over masklets against the GT. Each masklet is averaged over the
+    frames the DAVIS 2017 semi-supervised evaluation counts: after the prompt frame, the
+    video's last frame excluded (metrics.j_and_f.counted_frames)."""
     data = load_native(dataset_dir)
     tracks = {tr.id: tr for tr in data.tracks}
     js, fs = [], []
     for m in masklets:
         video = data.videos[m.video_id]
-        gts = [track_mask(tracks[m.track_id], video, t) for t in range(m.prompt_frame + 1, video.length)]
-        j, f = frames_j_and_f(zip(m.masks, gts))
+        frames = counted_frames(video.length, m.prompt_frame)
+        # m.masks[i] is frame prompt_frame + 1 + i
+        j, f = frames_j_and_f((m.masks[t - m.prompt_frame - 1], track_mask(tracks[m.track_id], video, t))
+                              for t in frames)
         js.append(j)
         fs.append(f)
     j, f = float(np.mean(js)), float(np.mean(fs))

@@ -4,7 +4,10 @@ sam3's own loss pieces.
 For every frame and every click step: focal x20 and dice x1 on the best of the predicted
 masks (lowest 20*focal + dice), L1 between predicted and actual IoU on all masks, and a
 binary cross-entropy on the object score. Mask terms are zero where the object is absent.
-Everything is summed and divided by the number of objects.
+Everything is summed over objects and click steps, divided by the number of objects, and
+averaged over the clip's frames (SAM2 sums over frames; the mean keeps the loss scale, and
+so what the fixed grad clip does, independent of frames_per_clip; the detector's loss is
+averaged the same way).
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ class MultiStepMultiMaskLoss(nn.Module):
                                       num_objects)
                 for name, value in step.items():
                     totals[name] = totals[name] + value
+        frames = max(len(frame_outputs), 1)
+        totals = {name: value / frames for name, value in totals.items()}
         totals["loss"] = sum(totals[name] * w for name, w in self.weights.items())
         return totals
 

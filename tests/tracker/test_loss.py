@@ -60,3 +60,16 @@ def test_steps_add_up_and_objects_normalise():
     # Two identical objects: the sum over objects divided by their number is unchanged.
     both = frame_output(masks.expand(2, -1, -1, -1), one["multistep_pred_ious"][0].expand(2, -1), 0.5)
     assert torch.allclose(loss([both], gt.expand(-1, 2, -1, -1))["loss"], single["loss"], atol=1e-5)
+
+
+def test_frames_are_averaged_not_summed():
+    """Issue 12, defect 5: a clip of T equal frames has the loss of one frame, so the loss
+    scale (and what the fixed grad clip does) does not grow with frames_per_clip."""
+    gt = square_gt()
+    one = frame_output(torch.randn(1, 1, S, S), torch.rand(1, 1), 0.5)
+    loss = MultiStepMultiMaskLoss()
+    single = loss([one], gt)
+    for frames in (2, 5):
+        clip = loss([one] * frames, gt.expand(frames, -1, -1, -1))
+        for name in single:
+            assert torch.allclose(clip[name], single[name]), name
