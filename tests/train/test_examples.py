@@ -1,14 +1,18 @@
-"""The shipped tiny training example, run unchanged on the datasets `sam3v up` writes:
-it finishes, learns, and its base-vs-final evaluation shows the difference (issue 6)."""
+"""The shipped tiny training examples, run unchanged on the datasets `sam3v up` writes:
+they finish, learn, show base vs final, and resume exactly from their middle checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from deploy.launcher import DEMO_DATASETS
+import torch
+
+from sam3_video.checkpoint import list_checkpoints, load
 from sam3_video.data import write_synthetic
-from tests.train.conftest import REPO, Launcher, train_lines
+from tests.train.conftest import REPO, Launcher, read_metrics, train_lines
 
 HEADLINE = ("mask_ap", "hota", "cgf1", "j_and_f")
 
@@ -22,15 +26,33 @@ def _demo_data_root(root):
     return root
 
 
-@pytest.mark.slow
-def test_train_tiny_example_learns_and_shows_base_vs_final(tmp_path):
-    launcher = Launcher(_demo_data_root(tmp_path / "data"), tmp_path / "runs")
+@pytest.fixture(scope="module")
+def demo_launcher(tmp_path_factory) -> Launcher:
+    root = tmp_path_factory.mktemp("examples")
+    launcher = Launcher(_demo_data_root(root / "data"), root / "runs")
     launcher.runs_root.mkdir()
-    cfg = json.loads((REPO / "examples" / "train_tiny.json").read_text())
-    run_dir = launcher.runs_root / "example"
-    done = launcher.run("train", cfg, run_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return launcher
 
+
+@pytest.fixture(scope="module")
+def example_run(demo_launcher):
+    """run(name) -> (config, run dir) of examples/<name>.json run once to the end."""
+    done = {}
+
+    def run(name: str):
+        if name not in done:
+            cfg = json.loads((REPO / "examples" / f"{name}.json").read_text())
+            run_dir = demo_launcher.runs_root / name
+            result = demo_launcher.run("train", cfg, run_dir, timeout=900)
+            assert result.returncode == 0, result.stderr[-3000:]
+            done[name] = cfg, run_dir
+        return done[name]
+    return run
+
+
+@pytest.mark.slow
+def test_train_tiny_example_learns_and_shows_base_vs_final(example_run):
+    cfg, run_dir = example_run("train_tiny")
     losses = [m["loss"] for m in train_lines(run_dir)]
     assert len(losses) == cfg["max_steps"]
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
@@ -45,3 +67,40 @@ def test_train_tiny_example_learns_and_shows_base_vs_final(tmp_path):
     # frame_mask_ap50 0.08-0.40); HOTA and J&F need longer runs than an example's minute.
     assert final["mask_ap"] > base["mask_ap"], (base, final)
     assert final["frame_mask_ap50"] > base["frame_mask_ap50"] + 0.05, (base, final)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["train_tiny", "train_track_tiny"])
+def test_example_resumed_from_its_middle_checkpoint_ends_bit_identical(name, example_run,
+                                                                        demo_launcher):
+    """Issue 18 on the examples as shipped: the uninterrupted run keeps its last
+    `keep_last` checkpoints; the one before the end is what a run stopped there would have
+    left. Resumed from it, every logged value, the final weights and the final evaluation
+    equal the uninterrupted run's."""
+    cfg, whole = example_run(name)
+    steps = list_checkpoints(whole / "checkpoints")
+    assert [s for s, _ in steps][-1] == cfg["max_steps"] and len(steps) >= 2, steps
+    middle, middle_path = steps[-2]
+    resumed = demo_launcher.runs_root / f"{name}-from-{middle}"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(middle_path, resumed / "checkpoints")
+    lines = [line for line in (whole / "metrics.jsonl").read_text().splitlines(keepends=True)
+             if json.loads(line)["step"] <= middle]
+    (resumed / "metrics.jsonl").write_text("".join(lines))
+    evaluation = json.loads((whole / "evaluation.json").read_text())
+    (resumed / "evaluation.json").write_text(json.dumps({"base": evaluation["base"]}))
+
+    result = demo_launcher.run("train", cfg, resumed, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"at step {middle}" in result.stdout, result.stdout[-2000:]
+
+    def logged(run_dir):
+        return [{k: v for k, v in m.items() if k not in ("time", "frames_per_s", "peak_mem_mb")}
+                for m in read_metrics(run_dir)]
+    want, got = logged(whole), logged(resumed)
+    assert len(got) == len(want)
+    assert [m for m, n in zip(got, want) if m != n] == []
+    a, b = (load(dict(list_checkpoints(d / "checkpoints"))[cfg["max_steps"]])["model"]
+            for d in (whole, resumed))
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert json.loads((resumed / "evaluation.json").read_text()) == evaluation
