@@ -8,7 +8,7 @@ up: setup
 	.venv/bin/sam3v up
 
 test: setup
-	.venv/bin/python -m pytest -q -rs
+	.venv/bin/python -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile
 
 test-fast: setup
-	.venv/bin/python -m pytest -q -rs -m "not slow"
+	.venv/bin/python -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile -m "not slow"
