@@ -105,6 +105,9 @@ class JobOut(BaseModel):
     evaluation: dict[str, dict[str, float | None]] | None = Field(
         default=None, description="training with validation: base, final and delta metrics")
     attempts: list[AttemptOut] | None = None
+    parameters: dict[str, int] | None = Field(
+        default=None, description="training: the model's parameter counts {total, trainable} "
+        "(the trainer's step-0 params_total / params_trainable line; job detail only)")
     config: dict[str, Any]
     links: dict[str, str]
 

@@ -57,6 +57,14 @@ def last_metrics(session: Session, job_id: int) -> dict[str, MetricValue]:
     return {m.name: MetricValue(step=m.step, value=finite(m.value), time=m.time) for m in rows}
 
 
+def parameter_counts(metrics: dict[str, MetricValue]) -> dict[str, int] | None:
+    """{total, trainable} from the trainer's params_total / params_trainable metrics."""
+    total, trainable = metrics.get("params_total"), metrics.get("params_trainable")
+    if total is None or trainable is None or total.value is None or trainable.value is None:
+        return None
+    return {"total": int(total.value), "trainable": int(trainable.value)}
+
+
 def _numbers(d) -> dict[str, float | None]:
     if not isinstance(d, dict):
         return {}
@@ -113,6 +121,7 @@ def job_out(job: jobstore.Job, owner: str, session: Session | None = None,
         failure=failure, config=job.config, links=links(job.id))
     if session is not None:
         out.last_metrics = last_metrics(session, job.id)
+        out.parameters = parameter_counts(out.last_metrics)
         out.evaluation = evaluation(session, job, run_dir)
         out.attempts = [AttemptOut(number=a.number, worker_id=a.worker_id,
                                    started_at=iso(a.started_at), finished_at=iso(a.finished_at),

@@ -14,6 +14,7 @@ Models and data:
     checks.py       dataset and weights-file checks every task runs before training
     data/           the native dataset format, sam3's dataset over it, masks, synthetic data
     metrics/        video metrics of masklets: J&F, sam3's evaluators, linking, scoring
+    lora.py         freezing by name pattern, LoRA adapters (peft): add, merge, checkpoints
     compat.py       every workaround for a pitfall of the `sam3` package, in one place
 
 Programs and their generic parts:

@@ -38,6 +38,10 @@ MAX_STRIDE = 64                  # frames skipped between sampled frames
 MAX_KEEP_LAST = 100              # checkpoints kept per job
 MAX_SEED = 2**32 - 1             # numpy's seed range
 MAX_EVAL_FRAMES = 100_000
+MAX_PATTERNS = 64                # module-name patterns per list (model.freeze, model.lora)
+MAX_PATTERN_LEN = 200            # characters per pattern
+MAX_LORA_RANK = 256
+MAX_LORA_ALPHA = 4096
 
 
 class FieldProblem(ValueError):
@@ -97,15 +101,62 @@ class WeightsRef(Strict):
     checkpoint: str = Field(default="latest", description="checkpoint name of job_id, or 'latest'")
 
 
+# A glob pattern (fnmatch, case-sensitive) over dotted parameter or module names, e.g.
+# "backbone.vision_backbone.trunk.blocks.0.*".
+NamePattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_LEN)]
+NamePatterns = Annotated[list[NamePattern], Field(max_length=MAX_PATTERNS)]
+
+
 class FreezeConfig(Strict):
+    """Parameters that do not train (requires_grad False; the optimiser skips them).
+    A pattern that matches no parameter of the built model is a config error."""
+
     vision_backbone: bool = False
     text_encoder: bool = False
+    include: NamePatterns = Field(
+        default=[], description="parameter-name globs to freeze, e.g. "
+                                "'backbone.vision_backbone.trunk.blocks.0.*'")
+    exclude: NamePatterns = Field(
+        default=[], description="parameter-name globs that train even though include or "
+                                "a boolean above would freeze them")
+
+
+# The ViT trunk's attention and MLP linears, and the DETR decoder's feed-forward linears:
+# plain nn.Linear modules only (an nn.MultiheadAttention reads its out_proj's weight
+# directly, bypassing an adapter on it).
+DEFAULT_LORA_TARGETS = [
+    "backbone.vision_backbone.trunk.blocks.*.attn.qkv",
+    "backbone.vision_backbone.trunk.blocks.*.attn.proj",
+    "backbone.vision_backbone.trunk.blocks.*.mlp.fc1",
+    "backbone.vision_backbone.trunk.blocks.*.mlp.fc2",
+    "transformer.decoder.layers.*.linear1",
+    "transformer.decoder.layers.*.linear2",
+]
+
+
+class LoraConfig(Strict):
+    """LoRA adapters (through peft) on the nn.Linear modules named by `targets`: the base
+    model is frozen, the adapters train (and the base parameters `train` names).
+    Checkpoints then hold only what trains; export merges the adapters into the base."""
+
+    rank: int = Field(default=8, ge=1, le=MAX_LORA_RANK)
+    alpha: float = Field(default=16.0, gt=0, le=MAX_LORA_ALPHA,
+                         description="scale of the adapters' update: alpha / rank")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    targets: Annotated[list[NamePattern], Field(min_length=1, max_length=MAX_PATTERNS)] = Field(
+        default=DEFAULT_LORA_TARGETS,
+        description="module-name globs of the nn.Linear layers that get adapters")
+    train: NamePatterns = Field(
+        default=[], description="parameter-name globs of the base that train in full next to "
+                                "the adapters (e.g. 'dot_prod_scoring.*'); model.freeze "
+                                "still applies to them")
 
 
 class ModelConfig(Strict):
     preset: Literal["tiny", "sam3"] = "tiny"
     init: WeightsRef | None = None
     freeze: FreezeConfig = FreezeConfig()
+    lora: LoraConfig | None = Field(default=None, description="None: train the model itself")
 
 
 class AugmentConfig(Strict):

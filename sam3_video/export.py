@@ -12,6 +12,10 @@ sam3_video.weights'; a training checkpoint of either task exports the same way.
 tracker neck after detection-only training) from an upstream sam3.pt, so the result loads
 strictly into build_sam3_video_model.
 
+A LoRA job's checkpoint (model.lora; detect only) is merged first: its base is rebuilt
+from the model.init it records and the adapters are folded into the base weights, so the
+file has upstream keys only.
+
 Detector and tracker share one ViT trunk. A detect job trains it by default; the base's
 tracker (and its neck) learned on the base's trunk and would see other features. So when
 the checkpoint's trunk differs from the base's and parts consuming it come from the base,
@@ -31,8 +35,10 @@ import torch
 
 from sam3_video.config import ConfigError
 from sam3_video.exit_codes import CONFIG_ERROR
+from sam3_video.lora import lora_of_checkpoint
 from sam3_video.weights import (DETECTOR_PREFIX, TRACKER_NECK_PREFIX, TRACKER_PREFIX,
-                                read_state_dict, to_upstream_layout)
+                                read_state_dict, read_weights_file, state_dict_of,
+                                to_upstream_layout)
 
 TRUNK = DETECTOR_PREFIX + "backbone.vision_backbone.trunk."
 TRACKER_NECK = DETECTOR_PREFIX + TRACKER_NECK_PREFIX
@@ -66,10 +72,23 @@ def trunk_consumers_from_base(exported: dict, base: dict, added: list[str]) -> l
     return parts
 
 
+def checkpoint_weights(checkpoint: Path) -> dict:
+    """The model tensors of a checkpoint (or weights file). A LoRA run's checkpoint holds
+    only adapters and what else trained: its base is rebuilt (from the model.init it
+    records, which DATA_ROOT / RUNS_ROOT must reach as in training) and the adapters are
+    merged into it (peft), so the result has the plain keys only, no `lora_` ones."""
+    blob = read_weights_file(checkpoint, "checkpoint")
+    if lora_of_checkpoint(blob) is None:
+        return state_dict_of(blob, checkpoint, "checkpoint")
+    from sam3_video.detector.build import merged_lora_checkpoint
+
+    return merged_lora_checkpoint(blob, field="checkpoint")
+
+
 def export_checkpoint(checkpoint: Path, out: Path, base: Path | None = None,
                       allow_retrained_trunk: bool = False) -> dict:
     """Write the upstream-layout weights of `checkpoint` to `out` (atomically)."""
-    exported = to_upstream_layout(read_state_dict(checkpoint, "checkpoint"))
+    exported = to_upstream_layout(checkpoint_weights(checkpoint))
     added, stale = [], []
     if base:
         base_state = read_state_dict(base, "base")

@@ -28,7 +28,7 @@ import torch.distributed as torch_dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sam3_video import checkpoint, distributed, exit_codes
+from sam3_video import checkpoint, distributed, exit_codes, lora
 from sam3_video.config import ConfigError, TrainConfig, load_config_file
 from sam3_video.failures import report_failure
 from sam3_video.metrics_log import MetricsLog
@@ -123,6 +123,13 @@ class Trainer:
         self.resumed_from = self._resume()
         if self.resumed_from is None:
             seed_everything(cfg.seed + dist.rank)  # per-rank stream for any training randomness
+        self.param_counts = lora.count_parameters(self.model)
+        if dist.is_main:
+            print(f"parameters: {self.param_counts['total']} total, "
+                  f"{self.param_counts['trainable']} trainable", flush=True)
+        if self.resumed_from is None:  # one line per run, before any step's; ints, not scalars
+            self.metrics.write(0, {}, params_total=self.param_counts["total"],
+                               params_trainable=self.param_counts["trainable"])
 
         self.ddp = None
         if dist.enabled:
@@ -138,7 +145,7 @@ class Trainer:
         state = checkpoint.load_latest(self.ckpt_dir)
         if state is None:
             return None
-        self.model.load_state_dict(state["model"])
+        self._load_model_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -150,6 +157,34 @@ class Trainer:
         print(f"resumed from {state['path']} at step {self.step}", flush=True)
         return state["path"]
 
+    def _load_model_state(self, state: dict) -> None:
+        """A full run's checkpoint holds the whole model; a LoRA run's (model.lora) only
+        what trains, on top of a frozen base that must be the one this run built."""
+        entry = lora.lora_of_checkpoint(state)
+        where = f"checkpoint {state['path']}"
+        if self.cfg.model.lora is None:
+            if entry is not None:
+                raise ConfigError([f"model.lora: {where} is of a LoRA run; this run has no model.lora"])
+            self.model.load_state_dict(state["model"])
+            return
+        if entry is None:
+            raise ConfigError([f"model.lora: {where} is of a run without LoRA"])
+        expected = lora.lora_entry(self.cfg.model, self.cfg.seed)
+        if entry["base"] != expected["base"]:
+            raise ConfigError([f"model.init: {where} trained adapters on another base "
+                               f"({entry['base']}) than this run builds ({expected['base']}); "
+                               "refusing to resume"])
+        if entry["config"] != expected["config"]:
+            raise ConfigError([f"model.lora: {where} has other adapters ({entry['config']})"])
+        lora.load_trainable_state(self.model, state["model"], where)
+
+    def model_state(self) -> dict:
+        """The model's part of a checkpoint: everything, or for LoRA only what trains."""
+        if self.cfg.model.lora is None:
+            return {"model": self.model.state_dict()}
+        return {"model": lora.trainable_state(self.model),
+                lora.LORA_KEY: lora.lora_entry(self.cfg.model, self.cfg.seed)}
+
     def save_checkpoint(self) -> None:
         rng = [checkpoint.rng_states()]
         if self.dist.enabled:
@@ -158,7 +193,7 @@ class Trainer:
         if self.dist.is_main:
             state = {
                 "step": self.step,
-                "model": self.model.state_dict(),
+                **self.model_state(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),

@@ -53,16 +53,26 @@ def read_state_dict(path: str | os.PathLike, field: str) -> dict[str, torch.Tens
     dict, or the "model" entry of a training checkpoint. Raises ConfigError naming `field`
     and the file when it is missing, unreadable, pickles objects other than tensors and
     plain data, or holds no state dict."""
+    return state_dict_of(read_weights_file(path, field), path, field)
+
+
+def read_weights_file(path: str | os.PathLike, field: str) -> object:
+    """A weights file's whole content (a state dict, or a training checkpoint's dict);
+    ConfigError naming `field` and the file when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"{field}: {path}: file not found"])
     try:
-        blob = load_file(path)
+        return load_file(path)
     except pickle.UnpicklingError as err:
         raise ConfigError([f"{field}: {path}: not a plain tensor checkpoint: it pickles objects "
                            f"that are never loaded ({_refusal(err)})"]) from None
     except Exception as err:  # truncated file, not a torch file, ...
         raise ConfigError([f"{field}: {path}: cannot be read ({type(err).__name__}: {err})"]) from None
+
+
+def state_dict_of(blob: object, path: str | os.PathLike, field: str) -> dict[str, torch.Tensor]:
+    """The flat state dict in a file's content (read_weights_file): itself, or "model"."""
     if isinstance(blob, dict) and isinstance(blob.get("model"), dict):
         blob = blob["model"]
     if not isinstance(blob, dict) or not blob or not all(
@@ -138,11 +148,14 @@ def _fit_problems(own: dict, source: dict, where: str, *, unexpected_too: bool) 
 
 
 def load_detector_weights(model: torch.nn.Module, path: str | os.PathLike, preset: str,
-                          field: str = "model.init.path") -> None:
+                          field: str = "model.init.path", blob: object = None) -> None:
     """Every tensor of a detect-task model from a file of either layout, strictly: a missing
     or unexpected key or a shape mismatch is a ConfigError (usually another preset's file).
-    The tracker neck is skipped when the model was built without it."""
-    source = detector_weights(read_state_dict(path, field))
+    The tracker neck is skipped when the model was built without it. `blob`: the file's
+    content, when the caller has read it already (read_weights_file)."""
+    if blob is None:
+        blob = read_weights_file(path, field)
+    source = detector_weights(state_dict_of(blob, path, field))
     own = model.state_dict()
     if not any(k.startswith(TRACKER_NECK_PREFIX) for k in own):
         source = {k: v for k, v in source.items() if not k.startswith(TRACKER_NECK_PREFIX)}

@@ -7,6 +7,7 @@ dims, and allocate on CUDA at construction) with the dims of a `Sam3Dims` preset
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from sam3.model.decoder import TransformerDecoder, TransformerDecoderLayer
@@ -19,13 +20,13 @@ from sam3.model.text_encoder_ve import VETextEncoder
 from sam3.model.tokenizer_ve import SimpleTokenizer
 from sam3.model.vl_combiner import SAM3VLBackbone
 
-from sam3_video import compat
+from sam3_video import compat, lora
 from sam3_video.backbone.presets import PATCH_SIZE, Sam3Dims, preset_dims
 from sam3_video.backbone.vision import build_vision_backbone, position_encoding
-from sam3_video.config import ConfigError, ModelConfig, weights_path
+from sam3_video.config import ConfigError, FreezeConfig, LoraConfig, ModelConfig, WeightsRef, weights_path
 from sam3_video.detector.loss import build_matcher
 from sam3_video.detector.model import VideoSam3
-from sam3_video.weights import load_detector_weights
+from sam3_video.weights import TRACKER_NECK_PREFIX, load_detector_weights, read_weights_file
 
 # Activation checkpointing stays on everywhere, as upstream: the fusion encoder and the
 # decoder assert it is enabled whenever the model is in training mode.
@@ -37,12 +38,14 @@ TEXT_PREFIX = "backbone.language_backbone."
 def build_model(cfg: ModelConfig, image_size: int | None = None, *,
                 with_tracker_neck: bool = False) -> VideoSam3:
     """A VideoSam3 on the CPU in train mode: built for cfg.preset at `image_size`
-    (None: the preset's), initial weights from cfg.init.path, cfg.freeze applied.
+    (None: the preset's), initial weights from cfg.init.path (a LoRA checkpoint's are its
+    base with the adapters merged), cfg.freeze applied, then cfg.lora's adapters added.
     Parameters the forward never reaches have requires_grad False (compat, item 9), so
     DistributedDataParallel(model, find_unused_parameters=False) works."""
     dims = preset_dims(cfg.preset)
+    image_size = image_size or dims.image_size
     model = VideoSam3(
-        **build_detector_parts(dims, image_size or dims.image_size, with_tracker_neck),
+        **build_detector_parts(dims, image_size, with_tracker_neck),
         num_feature_levels=1, o2m_mask_predict=True, use_instance_query=False,
         multimask_output=True, inst_interactive_predictor=None, matcher=build_matcher(),
         use_dot_prod_scoring=True, supervise_joint_box_scores=True,
@@ -50,21 +53,68 @@ def build_model(cfg: ModelConfig, image_size: int | None = None, *,
     compat.init_text_encoder_params(model)
     if cfg.init is not None and cfg.init.path:
         path = weights_path(cfg.init.path, "model.init.path")
-        load_detector_weights(model, path, cfg.preset)
+        blob = read_weights_file(path, "model.init.path")
+        if lora.lora_of_checkpoint(blob) is not None:
+            merged = merged_lora_checkpoint(blob, image_size, with_tracker_neck, "model.init.path")
+            _load_merged(model, merged, path, cfg.preset)
+        else:
+            load_detector_weights(model, path, cfg.preset, blob=blob)
+        del blob
     elif cfg.init is not None and cfg.init.job_id is not None:
         raise ConfigError(["model.init.path: job_id was given but not resolved to a checkpoint file"])
     compat.freeze_detector_unused_params(model)
-    apply_freeze(model, vision_backbone=cfg.freeze.vision_backbone, text_encoder=cfg.freeze.text_encoder)
+    apply_freeze(model, cfg.freeze, preset=cfg.preset)
+    if cfg.lora is not None:
+        lora.add_adapters(model, cfg.lora, model_name=f"{cfg.preset} detect model")
     return model.train()
 
 
-def apply_freeze(model: nn.Module, *, vision_backbone: bool, text_encoder: bool) -> None:
-    """Frozen parts keep requires_grad False (the optimiser then skips them)."""
-    frozen_prefixes = tuple(p for p, on in ((VISION_PREFIX, vision_backbone),
-                                            (TEXT_PREFIX, text_encoder)) if on)
-    for name, param in model.named_parameters():
-        if frozen_prefixes and name.startswith(frozen_prefixes):
-            param.requires_grad_(False)
+def apply_freeze(model: nn.Module, freeze: FreezeConfig, preset: str = "tiny") -> None:
+    """Frozen parts keep requires_grad False (the optimiser then skips them): the vision
+    backbone and text encoder by flag, and parameters by name pattern (include/exclude)."""
+    prefixes = tuple(p for p, on in ((VISION_PREFIX, freeze.vision_backbone),
+                                     (TEXT_PREFIX, freeze.text_encoder)) if on)
+    lora.apply_freeze_patterns(model, freeze, prefixes=prefixes,
+                               model_name=f"{preset} detect model")
+
+
+def merged_lora_checkpoint(blob: dict, image_size: int | None = None,
+                           with_tracker_neck: bool = False,
+                           field: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The detector weights of a LoRA training checkpoint: its base rebuilt from the
+    recorded model.init (or, for a random init, under the recorded seed), the adapters
+    and other trained tensors loaded, the adapters merged in. Plain VideoSam3 keys."""
+    entry = lora.lora_of_checkpoint(blob)
+    config = blob.get("config") or {}
+    if config.get("task", "detect") != "detect":
+        raise ConfigError([f"{field}: a LoRA checkpoint of a {config.get('task')!r} job; "
+                           "only detect LoRA checkpoints are supported"])
+    base = entry["base"]
+    init = WeightsRef.model_validate(base["init"]) if base["init"] is not None else None
+    base_cfg = ModelConfig(preset=base["preset"], init=init,
+                           lora=LoraConfig.model_validate(entry["config"]),
+                           freeze=FreezeConfig.model_validate(
+                               (config.get("model") or {}).get("freeze") or {}))
+    if image_size is None:
+        image_size = (config.get("data") or {}).get("image_size")
+    with torch.random.fork_rng(devices=[]):
+        # a random init: the trainer's seed_everything(cfg.seed) before building it
+        torch.manual_seed(base["seed"] if base["seed"] is not None else 0)
+        model = build_model(base_cfg, image_size, with_tracker_neck=with_tracker_neck)
+    lora.load_trainable_state(model, blob["model"], field)
+    lora.merge_adapters(model)
+    return model.state_dict()
+
+
+def _load_merged(model: nn.Module, merged: dict, path, preset: str) -> None:
+    own = model.state_dict()
+    if not any(k.startswith(TRACKER_NECK_PREFIX) for k in own):
+        merged = {k: v for k, v in merged.items() if not k.startswith(TRACKER_NECK_PREFIX)}
+    missing = sorted(set(own) - set(merged))
+    if missing:
+        raise ConfigError([f"model.init.path: {path} (a LoRA checkpoint) lacks {len(missing)} "
+                           f"of the {preset!r} model's tensors (missing: {', '.join(missing[:3])})"])
+    model.load_state_dict({k: v for k, v in merged.items() if k in own}, strict=True)
 
 
 def _attention(dims: Sam3Dims, dropout: float, batch_first: bool) -> MultiheadAttention:

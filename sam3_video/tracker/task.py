@@ -14,6 +14,7 @@ import torch
 from sam3_video.backbone.presets import default_image_size
 from sam3_video.checks import config_problems
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path, weights_path
+from sam3_video.lora import apply_freeze_patterns
 from sam3_video.weights import load_track_model_weights
 
 
@@ -35,6 +36,8 @@ class TrackTask:
         if isinstance(self.cfg, TrainConfig) and self.cfg.data.frames_per_clip < 2:
             problems.append("data.frames_per_clip: tracking needs at least 2 frames per clip "
                             "(one to prompt, one to propagate to)")
+        if self.cfg.model.lora is not None:
+            problems.append("model.lora: LoRA adapters are supported for the detect task only")
         problems += config_problems(self.cfg)
         if problems:
             raise ConfigError(problems)
@@ -52,6 +55,10 @@ class TrackTask:
         frozen = self.cfg.model.freeze.vision_backbone
         set_trainable(model, train_trunk=self.track.train_trunk and not frozen,
                       train_tracker_neck=self.track.train_backbone_neck and not frozen)
+        # model.freeze.include / exclude: name patterns over TrackModel's parameters
+        # (backbone.* and tracker.*); they only ever freeze more
+        apply_freeze_patterns(model, self.cfg.model.freeze,
+                              model_name=f"{self.cfg.model.preset} track model")
         return model
 
     def train_dataset(self):

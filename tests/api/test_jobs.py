@@ -137,6 +137,19 @@ def test_get_job_detail_shows_progress_metrics_eta_and_failure(client, auth, mak
     assert body["progress"]["eta_seconds"] is None and body["finished_at"] is not None
 
 
+def test_get_job_detail_shows_parameter_counts(client, auth, make_job, engine):
+    job = make_job()
+    jobstore.claim_job(job["id"], "w1", 60, engine=engine)
+    body = client.get(f"/jobs/{job['id']}", headers=auth["alice"]).json()
+    assert body["parameters"] is None  # the trainer has not written its step-0 line yet
+    # the trainer's step-0 line {"step": 0, "params_total": N, "params_trainable": M}
+    jobstore.add_metrics(job["id"], 1, [("params_total", 0, 4296538.0, 1000.0),
+                                        ("params_trainable", 0, 22528.0, 1000.0)], engine=engine)
+    body = client.get(f"/jobs/{job['id']}", headers=auth["alice"]).json()
+    assert body["parameters"] == {"total": 4296538, "trainable": 22528}
+    assert body["progress"]["eta_seconds"] is None or body["progress"]["eta_seconds"] >= 0
+
+
 def test_evaluation_json_wins_over_metrics(client, auth, make_job, engine, settings):
     job = make_job()
     run_dir = job_dir(settings.runs_root, job["id"])

@@ -37,3 +37,20 @@ def clip_batch(synthetic_root):
 def tiny_model(seed: int = 0, **model_fields) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(ModelConfig(preset="tiny", **model_fields))
+
+
+def fit_losses(model: torch.nn.Module, batch, lr: float, steps: int = 8) -> list[float]:
+    """The detection loss of `batch` at each of `steps` AdamW steps on it (trainable params)."""
+    from sam3_video.backbone.presets import TINY
+    from sam3_video.detector.loss import build_detection_loss
+
+    loss_fn = build_detection_loss(TINY.num_queries, distributed=False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(batch), batch)["core_loss"]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -179,4 +179,4 @@ def test_track_job_under_torchrun_ddp(tmp_path):
     cfg = track_config(data={"val": None, "frames_per_clip": 2}, max_steps=2, checkpoint_every=2)
     run_dir = run_train(tmp_path, data_root, cfg, timeout=300, nproc=2)
     assert [s for s, _ in list_checkpoints(run_dir / "checkpoints")] == [2]
-    assert [m["step"] for m in read_metrics(run_dir)] == [1, 2]
+    assert [m["step"] for m in read_metrics(run_dir) if "loss" in m] == [1, 2]
