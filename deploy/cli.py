@@ -4,10 +4,10 @@
     sam3v tokens create --user NAME [--admin] [--expires-in 30d|never] [--home DIR]
     sam3v tokens list [--user NAME] [--home DIR]
     sam3v tokens revoke (ID [ID ...] | --user NAME) [--home DIR]
-    sam3v submit CONFIG.json [--kind train|eval] [--gpus N] [--url U] [--token T | --home DIR]
-    sam3v status JOB_ID    /    sam3v wait JOB_ID [--timeout S]
+    sam3v submit | jobs | show | watch | wait | logs | cancel | retry | delete | download ...
 
-The HTTP commands (submit, status, wait) and their parser are client/cli.py, which needs
+The HTTP commands (see client/cli.py's docstring and README.md "The CLI") and their
+parser are client/cli.py, which needs
 only httpx; this module adds the two that run on the server's side: `up` starts the
 stack, `tokens` manages tokens straight in the job store. `tokens create` prints only
 the token to stdout, so scripts can do TOKEN=$(sam3v tokens create ...); the token

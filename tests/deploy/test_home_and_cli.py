@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -40,22 +41,31 @@ def test_settings_env_reads_the_running_stacks_redis_port(tmp_path):
     assert settings_env(tmp_path)["SAM3V_BROKER_URL"] == "redis://127.0.0.1:6411/0"
 
 
-def test_submit_names_a_missing_or_broken_config_file(tmp_path):
-    with pytest.raises(SystemExit, match="nope.json: file not found"):
-        cli.main(["submit", str(tmp_path / "nope.json"), "--url", "http://127.0.0.1:9"])
+def test_submit_names_a_missing_or_broken_config_file(tmp_path, capsys):
+    assert cli.main(["submit", str(tmp_path / "nope.json"), "--url", "http://127.0.0.1:9"]) == 2
+    assert "nope.json: file not found" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    with pytest.raises(SystemExit, match="broken.json: not valid JSON"):
-        cli.main(["submit", str(broken), "--url", "http://127.0.0.1:9"])
+    assert cli.main(["submit", str(broken), "--url", "http://127.0.0.1:9"]) == 2
+    assert "broken.json: not valid JSON" in capsys.readouterr().err
     broken.write_text(json.dumps([1, 2]))
-    with pytest.raises(SystemExit, match="broken.json: expected a JSON object"):
-        cli.main(["submit", str(broken), "--url", "http://127.0.0.1:9"])
+    assert cli.main(["submit", str(broken), "--url", "http://127.0.0.1:9"]) == 2
+    assert "broken.json: expected a JSON object" in capsys.readouterr().err
 
 
-def test_http_commands_say_where_the_api_address_comes_from(tmp_path, monkeypatch):
+def test_http_commands_say_where_the_api_address_comes_from(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SAM3V_URL", raising=False)
-    with pytest.raises(SystemExit, match="no API address.*--url.*SAM3V_URL"):
-        cli.main(["status", "1", "--home", str(tmp_path)])
+    assert cli.main(["status", "1", "--home", str(tmp_path)]) == 2
+    assert re.search("no API address.*--url.*SAM3V_URL", capsys.readouterr().err)
+
+
+def test_unreachable_api_exits_3_without_a_traceback(tmp_path, capsys):
+    from deploy.redis_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert cli.main(["show", "1", "--url", url, "--token", "t"]) == 3
+    err = capsys.readouterr().err
+    assert f"cannot reach the API at {url}" in err and "Traceback" not in err
 
 
 def test_url_and_token_come_from_the_home(tmp_path, monkeypatch):
@@ -101,5 +111,5 @@ def test_sam3v_is_the_client_parser_plus_up_and_tokens(tmp_path, capsys, monkeyp
     # The client alone knows only the HTTP commands.
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["up"])
-    with pytest.raises(SystemExit, match="no API address"):
-        sam3v.main(["status", "1", "--home", str(tmp_path)])
+    assert sam3v.main(["status", "1", "--home", str(tmp_path)]) == 2
+    assert "no API address" in capsys.readouterr().err

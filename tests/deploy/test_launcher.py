@@ -160,10 +160,10 @@ def test_cli_against_a_running_stack(make_stack, tmp_path):
 
     # The local stack serves CPU jobs only: a GPU job is refused, naming the field.
     refused = run_cli("submit", str(ROOT / "examples" / "train_tiny.json"), "--gpus", "1", "--home", home)
-    assert refused.returncode == 1 and "HTTP 422" in refused.stderr and "gpus" in refused.stderr
+    assert refused.returncode == 2 and "HTTP 422" in refused.stderr and "gpus" in refused.stderr
 
     missing = run_cli("status", "999", "--home", home)
-    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+    assert missing.returncode == 2 and "HTTP 404" in missing.stderr
 
     token = run_cli("tokens", "create", "--user", "bob", "--home", home)
     assert token.returncode == 0, token.stderr
