@@ -18,7 +18,8 @@ import warnings
 import torch
 
 from sam3_video.data import write_synthetic
-from sam3_video.tracker.build import build_track_model, count_parameters, set_trainable
+from sam3_video.lora import count_parameters
+from sam3_video.tracker.build import build_track_model, set_trainable
 from sam3_video.tracker.clips import TrackClips, collate_clips
 from sam3_video.tracker.loss import MultiStepMultiMaskLoss
 from sam3_video.tracker.prompts import sample_prompt_plan
@@ -87,8 +88,8 @@ def main() -> None:
     results = {"preset": args.preset, "image_size": image_size, "device": str(device),
                "threads": args.threads, "clips_per_batch": args.clips, "frames_per_clip": args.frames,
                "frames_per_step": frames_per_step, "steps": args.steps,
-               "parameters": count_parameters(model0),
-               "trainable_parameters": count_parameters(model0, trainable_only=True), "variants": {}}
+               "parameters": count_parameters(model0)["total"],
+               "trainable_parameters": count_parameters(model0)["trainable"], "variants": {}}
     base = frames_per_step / statistics.median(times["mask"])
     for name, ts in times.items():
         fps = frames_per_step / statistics.median(ts)

@@ -20,6 +20,9 @@ import httpx
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
 GET_RETRIES = 3          # extra tries of an idempotent GET after a connection error
 RETRY_BACKOFF_S = 0.5    # doubled after each try
+# The connection failed or dropped: what submit (same Idempotency-Key), events (resumed with
+# Last-Event-ID) and GETs retry.
+CONNECTION_LOST = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
 
 
 class ApiError(RuntimeError):
@@ -97,8 +100,7 @@ class Sam3vClient:
         for attempt in range(self.retries + 1):
             try:
                 return self.http.get(path, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
-                    httpx.ReadError):
+            except (*CONNECTION_LOST, httpx.ConnectTimeout):
                 if attempt == self.retries:
                     raise
                 time.sleep(delay)
@@ -120,7 +122,7 @@ class Sam3vClient:
         headers = {"Idempotency-Key": idempotency_key or f"sam3v-{uuid.uuid4().hex}"}
         try:
             response = self.http.post("/jobs", json=body, headers=headers)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+        except CONNECTION_LOST:
             time.sleep(RETRY_BACKOFF_S)
             response = self.http.post("/jobs", json=body, headers=headers)
         return self._json(response)
@@ -203,7 +205,7 @@ class Sam3vClient:
                             last_event_id = event.id
                         yield event
                 return
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+            except CONNECTION_LOST:
                 failures += 1
                 if failures > reconnects:
                     raise

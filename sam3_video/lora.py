@@ -50,8 +50,7 @@ def apply_freeze_patterns(model: nn.Module, freeze: FreezeConfig, *, prefixes: t
     if problems:
         raise ConfigError(problems)
     for name, param in model.named_parameters():
-        frozen = name.startswith(prefixes) if prefixes else False
-        frozen = frozen or any(_matches(name, p) for p in freeze.include)
+        frozen = name.startswith(prefixes) or any(_matches(name, p) for p in freeze.include)
         if frozen and not any(_matches(name, p) for p in freeze.exclude):
             param.requires_grad_(False)
 
@@ -115,12 +114,6 @@ def add_adapters(model: nn.Module, lora: LoraConfig, model_name: str = "model",
 def _base_name(name: str) -> str:
     """A wrapped layer's parameter name as the unwrapped model has it."""
     return name.replace(".base_layer.", ".")
-
-
-def has_adapters(model: nn.Module) -> bool:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return any(isinstance(m, BaseTunerLayer) for m in model.modules())
 
 
 def merge_adapters(model: nn.Module) -> nn.Module:

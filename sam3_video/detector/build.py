@@ -26,7 +26,7 @@ from sam3_video.backbone.vision import build_vision_backbone, position_encoding
 from sam3_video.config import ConfigError, FreezeConfig, LoraConfig, ModelConfig, WeightsRef, weights_path
 from sam3_video.detector.loss import build_matcher
 from sam3_video.detector.model import VideoSam3
-from sam3_video.weights import TRACKER_NECK_PREFIX, load_detector_weights, read_weights_file
+from sam3_video.weights import load_detector_weights, read_weights_file
 
 # Activation checkpointing stays on everywhere, as upstream: the fusion encoder and the
 # decoder assert it is enabled whenever the model is in training mode.
@@ -55,10 +55,8 @@ def build_model(cfg: ModelConfig, image_size: int | None = None, *,
         path = weights_path(cfg.init.path, "model.init.path")
         blob = read_weights_file(path, "model.init.path")
         if lora.lora_of_checkpoint(blob) is not None:
-            merged = merged_lora_checkpoint(blob, image_size, with_tracker_neck, "model.init.path")
-            _load_merged(model, merged, path, cfg.preset)
-        else:
-            load_detector_weights(model, path, cfg.preset, blob=blob)
+            blob = merged_lora_checkpoint(blob, image_size, with_tracker_neck, "model.init.path")
+        load_detector_weights(model, path, cfg.preset, blob=blob)
         del blob
     elif cfg.init is not None and cfg.init.job_id is not None:
         raise ConfigError(["model.init.path: job_id was given but not resolved to a checkpoint file"])
@@ -104,17 +102,6 @@ def merged_lora_checkpoint(blob: dict, image_size: int | None = None,
     lora.load_trainable_state(model, blob["model"], field)
     lora.merge_adapters(model)
     return model.state_dict()
-
-
-def _load_merged(model: nn.Module, merged: dict, path, preset: str) -> None:
-    own = model.state_dict()
-    if not any(k.startswith(TRACKER_NECK_PREFIX) for k in own):
-        merged = {k: v for k, v in merged.items() if not k.startswith(TRACKER_NECK_PREFIX)}
-    missing = sorted(set(own) - set(merged))
-    if missing:
-        raise ConfigError([f"model.init.path: {path} (a LoRA checkpoint) lacks {len(missing)} "
-                           f"of the {preset!r} model's tensors (missing: {', '.join(missing[:3])})"])
-    model.load_state_dict({k: v for k, v in merged.items() if k in own}, strict=True)
 
 
 def _attention(dims: Sam3Dims, dropout: float, batch_first: bool) -> MultiheadAttention:

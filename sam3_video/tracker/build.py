@@ -120,7 +120,3 @@ def set_trainable(model: TrackModel, train_trunk: bool = False, train_tracker_ne
         p.requires_grad_(train_tracker_neck)
     for p in model.tracker.parameters():
         p.requires_grad_(True)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

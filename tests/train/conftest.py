@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,3 +115,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def train_lines(run_dir: Path) -> list[dict]:
     return [m for m in read_metrics(run_dir) if "loss" in m]
+
+
+def left_by_a_stop(whole: Path, run_dir: Path, step: int, checkpoints: list[Path]) -> None:
+    """Make `run_dir` what the run `whole` would have left had it stopped after `step`:
+    these of its checkpoints and its metrics.jsonl lines up to that step."""
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for path in checkpoints:
+        shutil.copy(path, run_dir / "checkpoints")
+    with open(whole / "metrics.jsonl") as f:
+        lines = [line for line in f if json.loads(line)["step"] <= step]
+    (run_dir / "metrics.jsonl").write_text("".join(lines))

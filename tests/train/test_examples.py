@@ -3,16 +3,14 @@ they finish, learn, show base vs final, and resume exactly from their middle che
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-
-from deploy.launcher import DEMO_DATASETS
 import torch
 
+from deploy.launcher import DEMO_DATASETS
 from sam3_video.checkpoint import list_checkpoints, load
 from sam3_video.data import write_synthetic
-from tests.train.conftest import REPO, Launcher, read_metrics, train_lines
+from tests.train.conftest import REPO, Launcher, left_by_a_stop, read_metrics, train_lines
 
 HEADLINE = ("mask_ap", "hota", "cgf1", "j_and_f")
 
@@ -82,11 +80,7 @@ def test_example_resumed_from_its_middle_checkpoint_ends_bit_identical(name, exa
     assert [s for s, _ in steps][-1] == cfg["max_steps"] and len(steps) >= 2, steps
     middle, middle_path = steps[-2]
     resumed = demo_launcher.runs_root / f"{name}-from-{middle}"
-    (resumed / "checkpoints").mkdir(parents=True)
-    shutil.copy(middle_path, resumed / "checkpoints")
-    lines = [line for line in (whole / "metrics.jsonl").read_text().splitlines(keepends=True)
-             if json.loads(line)["step"] <= middle]
-    (resumed / "metrics.jsonl").write_text("".join(lines))
+    left_by_a_stop(whole, resumed, middle, [middle_path])
     evaluation = json.loads((whole / "evaluation.json").read_text())
     (resumed / "evaluation.json").write_text(json.dumps({"base": evaluation["base"]}))
 

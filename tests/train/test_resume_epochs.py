@@ -10,13 +10,10 @@ which shifted the training randomness of the `track` task) shows up here.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -25,7 +22,7 @@ import torch
 from sam3_video import exit_codes
 from sam3_video.checkpoint import list_checkpoints, load
 from sam3_video.data import write_synthetic
-from tests.train.conftest import REPO, Launcher, train_lines
+from tests.train.conftest import REPO, Launcher, left_by_a_stop, train_lines
 
 STEPS_PER_EPOCH = 3
 MAX_STEPS = 10
@@ -190,12 +187,7 @@ def test_resume_from_chosen_steps_is_bit_identical(task, resume_data, tmp_path):
     assert sorted(checkpoints) == list(range(1, MAX_STEPS + 1))
     for k in RESUME_FROM:
         resumed = tmp_path / f"from-{k}"
-        (resumed / "checkpoints").mkdir(parents=True)
-        for step in range(1, k + 1):
-            shutil.copy(checkpoints[step], resumed / "checkpoints")
-        with open(whole / "metrics.jsonl") as f:  # the log lines a stopped run had written
-            lines = [line for line in f if json.loads(line)["step"] <= k]
-        (resumed / "metrics.jsonl").write_text("".join(lines))
+        left_by_a_stop(whole, resumed, k, [checkpoints[step] for step in range(1, k + 1)])
         code, log = finish(start(launcher, cfg, resumed, 1, f"from-{k}.log"))
         assert code == 0, log[-4000:]
         assert re.search(rf"resumed from \S+ at step {k}\b", log), log[-4000:]
