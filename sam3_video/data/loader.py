@@ -69,8 +69,10 @@ class NativeGroundingLoader:
             here = {norm(self.native.categories[tr.category_id])
                     for tr in self.native.tracks_of(video_id)}
             elsewhere = {tr.category_id for tr in self.native.tracks if tr.video_id != video_id}
+            # a phrase only partly labelled here (non-exhaustive) is no sure negative
             self._absent[video_id] = [cid for cid in sorted(elsewhere)
-                                      if norm(self.native.categories[cid]) not in here]
+                                      if norm(self.native.categories[cid]) not in here
+                                      and self.native.may_be_negative(video_id, cid)]
         return self._absent[video_id]
 
     @contextlib.contextmanager

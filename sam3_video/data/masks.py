@@ -59,7 +59,7 @@ def rle_problem(segmentation, height: int, width: int) -> str | None:
     """Why `segmentation` is not a usable RLE mask of a height x width frame, or None."""
     if not isinstance(segmentation, dict):
         if isinstance(segmentation, list):
-            return "polygon segmentations are not supported; convert them to RLE"
+            return polygon_problem(segmentation)
         return f"expected an RLE object {{size, counts}}, got {type(segmentation).__name__}"
     size, counts = segmentation.get("size"), segmentation.get("counts")
     if (not isinstance(size, list) or len(size) != 2
@@ -84,7 +84,24 @@ def rle_problem(segmentation, height: int, width: int) -> str | None:
     return None
 
 
+def polygon_problem(polygons) -> str | None:
+    """Why `polygons` is not a COCO polygon list [[x0, y0, x1, y1, ...], ...], or None."""
+    if not polygons:
+        return "polygon list is empty"
+    for poly in polygons:
+        if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and np.isfinite(v) for v in poly)):
+            return "a polygon must be a list of at least 3 x, y pairs (finite numbers)"
+    return None
+
+
 # ---------------------------------------------------------------------------- conversion
+
+def polygons_to_rle(polygons: list, height: int, width: int) -> dict:
+    """One compressed RLE of the union of COCO polygons (pycocotools rasterises them)."""
+    return to_rle(mask_util.merge(mask_util.frPyObjects(polygons, height, width)))
+
 
 def is_rle(mask) -> bool:
     return isinstance(mask, dict) and "counts" in mask and "size" in mask
@@ -109,8 +126,11 @@ def to_rle(mask) -> dict:
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def pycoco_rle(rle: dict) -> dict:
-    """The form pycocotools' C API wants: bytes counts (ours are str; list counts compressed)."""
+def pycoco_rle(rle: dict, height: int | None = None, width: int | None = None) -> dict:
+    """The form pycocotools' C API wants: bytes counts (ours are str; list counts compressed).
+    Polygons (a list) are rasterised, which needs the frame size."""
+    if isinstance(rle, list):
+        return pycoco_rle(polygons_to_rle(rle, height, width))
     if isinstance(rle["counts"], list):
         rle = to_rle(rle)
     counts = rle["counts"]
@@ -121,7 +141,7 @@ def decode(rle: dict | None, height: int, width: int) -> np.ndarray:
     """Bool (height, width) array; None (object absent in this frame) decodes to all False."""
     if rle is None:
         return np.zeros((height, width), dtype=bool)
-    return mask_util.decode(pycoco_rle(rle)).astype(bool)
+    return mask_util.decode(pycoco_rle(rle, height, width)).astype(bool)
 
 
 # ---------------------------------------------------------------------------- measures

@@ -10,6 +10,15 @@
 
 One annotation is one object's track through its video (a "masklet"); a null entry means
 the object is not visible in that frame.
+
+Optional video fields (absent in older datasets, which stay valid and behave as before):
+    "fps": frames per second of the source video (importers from .mp4 record it)
+    "frame_indices": [int per file_name], the frame's index in the source video (SA-V
+        annotates every 4th frame; only those are written)
+    "not_exhaustive_category_ids": [category ids] whose objects may be only partly labelled
+        in this video (class-agnostic DAVIS / SA-V). Such a phrase, absent from the video,
+        is NOT a true negative there: training and evaluation never use it as one. Absent
+        field = every phrase is exhaustively labelled (YouTube-VIS style).
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from .problems import DatasetError, Problem
-from .masks import area, bbox, rle_problem
+from .masks import area, bbox, polygons_to_rle, rle_problem
 
 ANNOTATION_FILE = "annotations.json"
 IMAGE_DIR = "JPEGImages"
@@ -36,6 +45,8 @@ class Video:
     width: int
     height: int
     file_names: tuple[str, ...]
+    fps: float | None = None
+    not_exhaustive: frozenset[int] = frozenset()   # category ids; see the module doc
 
     @property
     def length(self) -> int:
@@ -88,7 +99,12 @@ class NativeDataset:
         category id. Negatives are pairs whose phrase has no object in that video."""
         present = {(tr.video_id, tr.category_id) for tr in self.tracks}
         return [(vid, cid) for vid in self.videos for cid in sorted(self.categories)
-                if include_negatives or (vid, cid) in present]
+                if (vid, cid) in present
+                or (include_negatives and self.may_be_negative(vid, cid))]
+
+    def may_be_negative(self, video_id: int, category_id: int) -> bool:
+        """Whether an absent phrase is truly absent: its labels in the video are exhaustive."""
+        return category_id not in self.videos[video_id].not_exhaustive
 
 
 def read_annotation_json(root: Path) -> tuple[object, list[Problem]]:
@@ -158,6 +174,7 @@ class _StructureCheck:
             sections[key] = value if isinstance(value, list) else []
         categories = self.categories(sections["categories"])
         videos = self.videos(sections["videos"])
+        self.not_exhaustive(sections["videos"], categories)
         self.annotations(sections["annotations"], videos, categories)
         if "videos" in data and not sections["videos"]:
             self.problem("videos", "the dataset has no videos")
@@ -217,9 +234,27 @@ class _StructureCheck:
                 elif length != len(names):
                     self.problem(f"videos[{i}].length",
                                  f"is {length} but file_names lists {len(names)} frames")
+                indices = rec.get("frame_indices")
+                if indices is not None and (
+                        not isinstance(indices, list) or len(indices) != len(names)
+                        or not all(_is_int(t) and t >= 0 for t in indices)):
+                    self.problem(f"videos[{i}].frame_indices",
+                                 "must be a list of non-negative integers, one per file name")
+            fps = rec.get("fps")
+            if fps is not None and (not _is_number(fps) or fps <= 0):
+                self.problem(f"videos[{i}].fps", "must be a positive number or absent")
             if ok:
                 usable[vid] = rec
         return usable
+
+    def not_exhaustive(self, records: list, categories: set[int]) -> None:
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict) or "not_exhaustive_category_ids" not in rec:
+                continue
+            ids = rec["not_exhaustive_category_ids"]
+            if not isinstance(ids, list) or not all(_is_int(c) and c in categories for c in ids):
+                self.problem(f"videos[{i}].not_exhaustive_category_ids",
+                             "must be a list of category ids")
 
     def annotations(self, records: list, videos: dict[int, dict], categories: set[int]) -> None:
         for aid, i in self._unique_ids("annotations", records).items():
@@ -269,6 +304,8 @@ class _StructureCheck:
             if reason:
                 self.problem(f"{where}.segmentations[{t}]", reason)
             elif box_ok:
+                if isinstance(seg, list):  # COCO polygons: rasterised for the checks
+                    seg = polygons_to_rle(seg, height, width)
                 if area(seg) == 0:
                     self.problem(f"{where}.segmentations[{t}]", "mask is empty but the frame has a box")
                 else:
@@ -312,12 +349,21 @@ def load_native(root: str | Path, *, check_masks: bool = True) -> NativeDataset:
         problems = check_structure(data, check_masks=check_masks)
     if problems:
         raise DatasetError(problems)
-    videos = {v["id"]: Video(v["id"], v["width"], v["height"], tuple(v["file_names"]))
+    videos = {v["id"]: Video(v["id"], v["width"], v["height"], tuple(v["file_names"]),
+                             fps=v.get("fps"),
+                             not_exhaustive=frozenset(v.get("not_exhaustive_category_ids", ())))
               for v in data["videos"]}
     categories = {c["id"]: c["name"].strip() for c in data["categories"]}
+    def rle(seg, video_id):
+        # polygons become RLEs here, so every later user of a Track sees RLE only
+        if not isinstance(seg, list):
+            return seg
+        video = videos[video_id]
+        return polygons_to_rle(seg, video.height, video.width)
+
     tracks = tuple(
         Track(id=a["id"], video_id=a["video_id"], category_id=a["category_id"],
               iscrowd=bool(a.get("iscrowd", 0)), bboxes=tuple(a["bboxes"]),
-              segmentations=tuple(a["segmentations"]))
+              segmentations=tuple(rle(s, a["video_id"]) for s in a["segmentations"]))
         for a in data["annotations"])
     return NativeDataset(root=root, videos=videos, categories=categories, tracks=tracks)

@@ -37,7 +37,9 @@ def _read_native(dataset_dir: Path) -> dict:
         ds = load_native(dataset_dir)
         return {
             "videos": [{"id": v.id, "width": v.width, "height": v.height, "length": v.length,
-                        "file_names": list(v.file_names)} for v in ds.videos.values()],
+                        "file_names": list(v.file_names),
+                        "not_exhaustive_category_ids": sorted(v.not_exhaustive)}
+                       for v in ds.videos.values()],
             "categories": [{"id": cid, "name": name} for cid, name in ds.categories.items()],
             "annotations": [{"id": t.id, "video_id": t.video_id, "category_id": t.category_id,
                              "iscrowd": int(t.iscrowd), "bboxes": list(t.bboxes),
@@ -93,11 +95,15 @@ def to_saco_gt(annotations: dict) -> dict:
         ann["areas"] = [r[2] for r in records]
         key = (ann["video_id"], ann["category_id"])
         counts[key] = counts.get(key, 0) + 1
+    # An absent phrase that is not exhaustively labelled in a video is no true negative:
+    # that pair is left out (not_exhaustive_category_ids, see sam3_video.data.native).
+    partial = {(v["id"], c) for v in gt["videos"] for c in v.get("not_exhaustive_category_ids", ())}
     gt["video_np_pairs"] = [
         {"id": n, "video_id": v, "category_id": c, "noun_phrase": phrase[c],
          "num_masklets": counts.get((v, c), 0)}
         for n, (v, c) in enumerate(
-            ((v["id"], c["id"]) for v in gt["videos"] for c in gt["categories"]), start=1)
+            ((v["id"], c["id"]) for v in gt["videos"] for c in gt["categories"]
+             if (v["id"], c["id"]) in counts or (v["id"], c["id"]) not in partial), start=1)
     ]
     gt.setdefault("info", {})
     gt.setdefault("licenses", [])

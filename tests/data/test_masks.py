@@ -47,7 +47,8 @@ def test_box_of_a_mask():
     ({"size": [4, 4], "counts": [10**30]}, "cover 1000000000000000000000000000000 pixels"),
     ({"size": [4, 5], "counts": [20]}, "does not match the video's 4x4"),
     ({"size": [4, 4]}, "'counts' must be"),
-    ([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], "polygon segmentations are not supported"),
+    ([[1.0, 2.0, 3.0, 4.0]], "at least 3 x, y pairs"),
+    ([], "polygon list is empty"),
     ("abc", "expected an RLE object"),
 ])
 def test_bad_rles_are_explained(segmentation, reason):
