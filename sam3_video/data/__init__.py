@@ -8,7 +8,9 @@
     problems.py       Problem (file, record, message) and DatasetError
     synthetic.py      write_synthetic: small deterministic datasets of moving shapes
     masks.py          COCO RLE masks: the checks, encode/decode, areas, boxes, IoU
-    __main__.py       python -m sam3_video.data synthetic|validate
+    importers/        DAVIS/MOSE/YouTube-VOS, YouTube-VIS/OVIS/LV-VIS and SA-V into the
+                      native format (import_dataset), then validated
+    __main__.py       python -m sam3_video.data synthetic|validate|import
 
     make_video_dataset(root, image_size=, frames_per_clip=, augment=, ...) -> sam3 VideoGroundingDataset
     ClipAugment(image_size, min_scale=, ...);  AugmentedClips(tracker clips, augment)
