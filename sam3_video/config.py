@@ -157,6 +157,10 @@ class ModelConfig(Strict):
     init: WeightsRef | None = None
     freeze: FreezeConfig = FreezeConfig()
     lora: LoraConfig | None = Field(default=None, description="None: train the model itself")
+    activation_checkpointing: bool = Field(
+        default=True, description="recompute the ViT trunk's block activations in the "
+        "backward pass instead of keeping them (sam3's own default): far less memory at "
+        "1008 px for one more trunk forward per step; false trades that memory for speed")
 
 
 class AugmentConfig(Strict):

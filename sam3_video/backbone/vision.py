@@ -58,3 +58,9 @@ def build_vision_backbone(dims: Sam3Dims, image_size: int,
         d_model=dims.d_model, scale_factors=[4.0, 2.0, 1.0, 0.5],
         trunk=build_vit(dims, image_size), add_sam2_neck=with_tracker_neck,
     )
+
+
+def set_trunk_checkpointing(vision_backbone: Sam3DualViTDetNeck, enabled: bool) -> None:
+    """model.activation_checkpointing: the ViT trunk recomputes each block's activations
+    in backward (torch.utils.checkpoint, in training mode only) when enabled."""
+    vision_backbone.trunk.use_act_checkpoint = enabled

@@ -22,7 +22,8 @@ from sam3.model.vl_combiner import SAM3VLBackbone
 
 from sam3_video import compat, lora
 from sam3_video.backbone.presets import PATCH_SIZE, Sam3Dims, preset_dims
-from sam3_video.backbone.vision import build_vision_backbone, position_encoding
+from sam3_video.backbone.vision import (build_vision_backbone, position_encoding,
+                                        set_trunk_checkpointing)
 from sam3_video.config import ConfigError, FreezeConfig, LoraConfig, ModelConfig, WeightsRef, weights_path
 from sam3_video.detector.loss import build_matcher
 from sam3_video.detector.model import VideoSam3
@@ -51,6 +52,7 @@ def build_model(cfg: ModelConfig, image_size: int | None = None, *,
         use_dot_prod_scoring=True, supervise_joint_box_scores=True,
     )
     compat.init_text_encoder_params(model)
+    set_trunk_checkpointing(model.backbone.vision_backbone, cfg.activation_checkpointing)
     if cfg.init is not None and cfg.init.path:
         path = weights_path(cfg.init.path, "model.init.path")
         blob = read_weights_file(path, "model.init.path")

@@ -45,9 +45,11 @@ class TrackTask:
     # -- model and data ----------------------------------------------------------------
 
     def build_model(self) -> torch.nn.Module:
+        from sam3_video.backbone.vision import set_trunk_checkpointing
         from sam3_video.tracker.build import build_track_model, set_trainable
 
         model = build_track_model(self.cfg.model.preset, self.image_size, self.track)
+        set_trunk_checkpointing(model.backbone.vision_backbone, self.cfg.model.activation_checkpointing)
         init = self.cfg.model.init
         if init is not None and init.path is not None:
             load_track_model_weights(model, weights_path(init.path, "model.init.path"),
