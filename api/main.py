@@ -10,11 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 import jobstore
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, RequestTimer, scrub_access_log
-from api.openapi import install_openapi
+from api.openapi import install_openapi, operation_id
 from api.streams import OpenStreams
-from api.routes import checkpoints, events, health, jobs, metrics
+from api.routes import checkpoints, datasets, events, health, jobs, metrics, results
 from jobstore.settings import Settings, get_settings
 from api.telemetry import Telemetry
+from api.webhooks import WebhookSender
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,9 +26,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         jobstore.migrate(settings, engine=app.state.engine)
         settings.runs_root.mkdir(parents=True, exist_ok=True)
+        sender = WebhookSender(settings, app.state.engine)
+        sender.start()
         yield
+        sender.stop()
 
     app = FastAPI(title="SAM3 video fine-tuning service", version="0.1.0", lifespan=lifespan,
+                  generate_unique_id_function=operation_id,
                   description="Submit SAM3 training/evaluation jobs, follow them, fetch "
                               "metrics and checkpoints. Bearer token on every route except "
                               "/healthz, /readyz and the docs.")
@@ -37,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.open_streams = OpenStreams(settings.sse_max_streams_per_user)
     install_error_handlers(app)
     install_openapi(app)
-    for router in (jobs.router, metrics.router, events.router, checkpoints.router, health.router):
+    for router in (jobs.router, metrics.router, events.router, checkpoints.router,
+                   datasets.router, results.router, health.router):
         app.include_router(router)
     # Outermost last: timing sees everything, the body limit runs before any parsing.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -3,6 +3,7 @@ filter that keeps query strings out of uvicorn's access log."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from fastapi import HTTPException
@@ -10,14 +11,22 @@ from fastapi import HTTPException
 from api.errors import error_response
 
 
+# Dataset uploads stream to disk under their own limit (SAM3V_UPLOAD_MAX_BYTES, enforced
+# by the route while it reads), not the JSON body limit.
+STREAMED_UPLOADS = re.compile(r"^/datasets/[^/]+/?$")
+
+
 class BodySizeLimit:
-    """Refuse bodies over `max_bytes`: by Content-Length up front, or while streaming."""
+    """Refuse bodies over `max_bytes`: by Content-Length up front, or while streaming.
+    PUT /datasets/{name} is exempt (its route limits the upload)."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["method"] == "PUT" and STREAMED_UPLOADS.match(scope["path"]):
             return await self.app(scope, receive, send)
         message = f"request body larger than {self.max_bytes} bytes (SAM3V_MAX_BODY_BYTES)"
         for name, value in scope.get("headers", ()):

@@ -27,14 +27,31 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+# Request examples of POST /jobs (OpenAPI `examples`; a test submits each one).
+JOB_EXAMPLES = {
+    "train": {"summary": "fine-tune on a dataset, scored on a held-out one", "value": {
+        "kind": "train", "name": "demo", "gpus": 0,
+        "config": {"data": {"train": "synthetic", "val": "synthetic-val"}, "max_steps": 20,
+                   "checkpoint_every": 10}}},
+    "eval": {"summary": "score the base model on a dataset (model.init: a checkpoint)", "value": {
+        "kind": "eval", "gpus": 0,
+        "config": {"data": {"dataset": "synthetic-val"}}}},
+    "predict": {"summary": "masklets and overlays on a new video", "value": {
+        "kind": "predict", "gpus": 0,
+        "config": {"task": "detect", "data": {"video": "synthetic-val/JPEGImages/video_000",
+                                              "phrases": ["red square"]}}}},
+}
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["train", "eval"]
+    kind: Literal["train", "eval", "predict"]
     name: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$",
                              description="free label, for filtering")
-    config: dict[str, Any] = Field(description="a TrainConfig (kind=train) or EvalConfig "
-                                   "(kind=eval) from sam3_video.config; paths relative to DATA_ROOT")
+    config: dict[str, Any] = Field(description="a TrainConfig (kind=train), EvalConfig "
+                                   "(kind=eval) or PredictConfig (kind=predict) from "
+                                   "sam3_video.config; paths relative to DATA_ROOT")
     gpus: int | None = Field(default=None, ge=0, le=64,
                              description="overrides config.gpus; 0 runs on CPU")
     priority: int = Field(default=0, ge=0, le=9)
@@ -42,6 +59,11 @@ class JobCreate(BaseModel):
         default=None, ge=1, description="seconds of running time this job may use; at most "
         "the server's SAM3V_JOB_TIME_LIMIT_S (the default). Past it the worker stops the job "
         "(it checkpoints first) and it fails with kind time_limit")
+    webhook_url: str | None = Field(
+        default=None, max_length=2000, examples=["https://lab.example.org/hooks/sam3v"],
+        description="http(s) URL that gets a signed POST (X-Sam3v-Signature: "
+        "sha256=<hex HMAC-SHA256 of the raw body>) with the job summary on every state "
+        "change; its host must be in the server's SAM3V_WEBHOOK_ALLOWED_HOSTS")
 
     @field_validator("config")
     @classmethod
@@ -94,6 +116,7 @@ class JobOut(BaseModel):
     time_limit_s: int | None = Field(
         default=None, description="the job's own running-time limit; null: the server's "
         "SAM3V_JOB_TIME_LIMIT_S")
+    webhook_url: str | None = None
     created_at: str
     updated_at: str
     started_at: str | None
@@ -165,3 +188,77 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     database: str
     broker: str
+
+
+class DatasetOut(BaseModel):
+    name: str
+    owner: str = Field(description='"shared" (placed under DATA_ROOT by an admin) or the '
+                                   "uploading user's name")
+    state: Literal["validating", "valid", "invalid"]
+    path: str = Field(description="relative to DATA_ROOT: what a job's data.train, data.val "
+                                  "or data.dataset takes")
+    version: str | None = Field(description="content version: sha256 of annotations.json "
+                                            "and the frame folders' names and mtimes")
+    videos: int | None = Field(default=None, description="null until validated valid")
+    frames: int | None = None
+    objects: int | None = None
+    phrases: int | None = None
+    problems: list[str] = Field(default=[], description="the first 20 problems when invalid")
+    problem_count: int = 0
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+
+
+class MaskletOut(BaseModel):
+    id: int
+    phrase: str
+    score: float
+    segmentations: list[dict[str, Any] | None] = Field(
+        description="one COCO RLE ({size: [h, w], counts}) per frame; null where absent")
+
+
+class PredictionsPage(BaseModel):
+    video: str
+    frames: int
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    total: int = Field(description="masklets in all")
+    offset: int
+    limit: int
+    masklets: list[MaskletOut]
+
+
+class OverlayOut(BaseModel):
+    name: str
+    url: str
+    size_bytes: int
+
+
+class OverlayList(BaseModel):
+    job_id: int
+    overlays: list[OverlayOut]
+
+
+class StreamEvent(BaseModel):
+    """The `data:` JSON of one Server-Sent Event of GET /jobs/{id}/events; the SSE `event:`
+    field is its kind and `id:` the event id (send it back as Last-Event-ID)."""
+    job_id: int
+    time: float = Field(description="unix seconds")
+    state: JobState | None = Field(default=None, description="event: state")
+    attempt: int | None = Field(default=None, description="event: state")
+    reason_kind: str | None = Field(default=None, description="event: state")
+    reason: str | None = Field(default=None, description="event: state")
+    step: int | None = Field(default=None, description="event: progress, metrics, checkpoint")
+    max_steps: int | None = Field(default=None, description="event: progress")
+    eta_seconds: float | None = Field(default=None, description="event: progress")
+    names: list[str] | None = Field(default=None, description="event: metrics (GET /jobs/{id}/metrics has the values)")
+    count: int | None = Field(default=None, description="event: metrics")
+    name: str | None = Field(default=None, description="event: checkpoint")
+    size_bytes: int | None = Field(default=None, description="event: checkpoint")
+    sha256: str | None = Field(default=None, description="event: checkpoint")
+    for_state: str | None = Field(default=None, description="event: webhook (one delivery try)")
+    status: int | None = Field(default=None, description="event: webhook: the receiver's HTTP status")
+    outcome: str | None = Field(default=None, description="event: webhook: delivered | pending | failed")

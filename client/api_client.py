@@ -271,6 +271,33 @@ class Sam3vClient:
                 return c["sha256"]
         return None
 
+    # -- predict jobs: masklets and overlays
+    def predictions(self, job_id: int, offset: int = 0, limit: int = 50) -> dict:
+        """GET /jobs/{id}/predictions: one page {video, frames, width, height, fps, total,
+        offset, limit, masklets: [{id, phrase, score, segmentations}]}."""
+        return self._json(self._get(f"/jobs/{job_id}/predictions",
+                                    params={"offset": offset, "limit": limit}))
+
+    def overlays(self, job_id: int) -> list[dict]:
+        """GET /jobs/{id}/overlays: [{name, url, size_bytes}] (the .mp4 and the .png sheet)."""
+        return self._json(self._get(f"/jobs/{job_id}/overlays"))["overlays"]
+
+    def download_overlay(self, job_id: int, name: str, path: str | Path | None = None) -> Path:
+        """Download one overlay file to `path` (default: its name in the current directory;
+        a directory: the name inside it), through a partial file renamed when complete.
+        Returns the path written."""
+        target = Path(path) if path is not None else Path(name)
+        if target.is_dir():
+            target = target / name
+        partial = target.with_name(target.name + ".part")
+        with self.http.stream("GET", f"/jobs/{job_id}/overlays/{name}") as response:
+            self._check(response)
+            with open(partial, "wb") as f:
+                for chunk in response.iter_bytes(1 << 20):
+                    f.write(chunk)
+        partial.replace(target)
+        return target
+
     # -- service
     def health(self) -> dict:
         """GET /healthz: {"status": "ok"} when the API process is up."""

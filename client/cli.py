@@ -1,10 +1,11 @@
 """The HTTP half of `sam3v`: the commands that talk to a running API.
 
-    sam3v submit CONFIG.json [--kind train|eval] [--gpus N] [--name N] [--follow]
+    sam3v submit CONFIG.json [--kind train|eval|predict] [--gpus N] [--name N] [--follow]
     sam3v jobs [--state S] [--kind K] [--name N] [--limit N]
     sam3v show ID  (alias: status)      sam3v watch ID      sam3v wait ID [--timeout S]
     sam3v logs ID [-f] [--attempt N]    sam3v cancel ID     sam3v retry ID     sam3v delete ID
     sam3v download ID [--checkpoint NAME|latest] [-o PATH]
+    sam3v predictions ID [--offset N] [--limit N]     sam3v overlays ID [-o DIR]
   each with [--url U] [--token T | --home DIR]
 
 The HTTP commands find the API from --url, else $SAM3V_URL, else DIR/url written by a
@@ -328,9 +329,27 @@ def cmd_download(args) -> int:
     return EXIT_OK
 
 
+def cmd_predictions(args) -> int:
+    with _client(args) as client:
+        _print(client.predictions(args.job_id, args.offset, args.limit))
+    return EXIT_OK
+
+
+def cmd_overlays(args) -> int:
+    out = Path(args.output)
+    if not out.is_dir():
+        raise CliError(f"{out}: not a directory")
+    with _client(args) as client:
+        for overlay in client.overlays(args.job_id):
+            path = client.download_overlay(args.job_id, overlay["name"], out)
+            _out(f"{path}  {path.stat().st_size} bytes")
+    return EXIT_OK
+
+
 COMMANDS = {"submit": cmd_submit, "jobs": cmd_jobs, "show": cmd_show, "status": cmd_show,
             "wait": cmd_wait, "watch": cmd_watch, "logs": cmd_logs, "cancel": cmd_cancel,
-            "retry": cmd_retry, "delete": cmd_delete, "download": cmd_download}
+            "retry": cmd_retry, "delete": cmd_delete, "download": cmd_download,
+            "predictions": cmd_predictions, "overlays": cmd_overlays}
 
 
 # -- parser
@@ -359,8 +378,10 @@ def build_parser(server_commands=None) -> argparse.ArgumentParser:
 
     submit = command("submit", "submit a job config (JSON); prints the new job id as the last line",
                      job_id=False)
-    submit.add_argument("config", help="a TrainConfig/EvalConfig JSON file, e.g. examples/train_tiny.json")
-    submit.add_argument("--kind", choices=["train", "eval"], help="default: train (or the envelope's kind)")
+    submit.add_argument("config", help="a TrainConfig/EvalConfig/PredictConfig JSON file, e.g. "
+                                       "examples/train_tiny.json")
+    submit.add_argument("--kind", choices=["train", "eval", "predict"],
+                        help="default: train (or the envelope's kind)")
     submit.add_argument("--gpus", type=int, help="override config.gpus (0 = CPU)")
     submit.add_argument("--name", help="a free label for the job")
     submit.add_argument("--priority", type=int, help="0..9, higher runs first (default 0)")
@@ -370,7 +391,7 @@ def build_parser(server_commands=None) -> argparse.ArgumentParser:
     jobs = command("jobs", "list jobs, newest first", job_id=False)
     jobs.add_argument("--state", choices=["queued", "running", "cancelling", "succeeded", "failed",
                                           "cancelled"])
-    jobs.add_argument("--kind", choices=["train", "eval"])
+    jobs.add_argument("--kind", choices=["train", "eval", "predict"])
     jobs.add_argument("--name", help="only jobs with this name")
     jobs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
@@ -395,6 +416,12 @@ def build_parser(server_commands=None) -> argparse.ArgumentParser:
                           help="a checkpoint name (see `show`), or latest (default)")
     download.add_argument("-o", "--output", metavar="PATH",
                           help="file or directory to write (default: the checkpoint's name here)")
+    predictions = command("predictions", "print a predict job's masklets, one page (JSON)")
+    predictions.add_argument("--offset", type=int, default=0, help="first masklet (default 0)")
+    predictions.add_argument("--limit", type=int, default=50, help="masklets per page (default 50)")
+    overlays = command("overlays", "download a predict job's overlays (the .mp4 and the .png sheet)")
+    overlays.add_argument("-o", "--output", default=".", metavar="DIR",
+                          help="directory to write them to (default: here)")
     return parser
 
 

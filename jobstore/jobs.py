@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from jobstore import webhooks
 from jobstore.db import db_now, get_engine, session_scope
 from jobstore.models import (ACTIVE_STATES, FINISHED_STATES, REASON_KINDS, Attempt,
                              Checkpoint, Job, JobEvent, Metric, MetricLatest, User)
@@ -39,9 +40,16 @@ def add_event(session: Session, job_id: int, kind: str, data: dict) -> None:
     session.add(JobEvent(job_id=job_id, kind=kind, data=data, created_at=time.time()))
 
 
-def _state_event(session: Session, job: Job) -> None:
-    add_event(session, job.id, "state", {"state": job.state, "attempt": job.attempt,
-                                         "reason_kind": job.reason_kind, "reason": job.reason})
+def _state_event(session: Session, job: Job, reason: str | None = None) -> None:
+    """The state event of every transition (`reason`: why, when the job row keeps none,
+    as for a requeue), with its webhook delivery when the job has a webhook_url."""
+    event = JobEvent(job_id=job.id, kind="state", created_at=time.time(), data={
+        "state": job.state, "attempt": job.attempt, "reason_kind": job.reason_kind,
+        "reason": reason if reason is not None else job.reason})
+    session.add(event)
+    if job.webhook_url:  # the outbox row commits with the state, or neither does
+        session.flush()
+        webhooks.queue_delivery(session, job, event)
 
 
 def _insert(session: Session):
@@ -57,13 +65,14 @@ def _insert(session: Session):
 
 def create_job(session: Session, *, owner_id: int, kind: str, name: str | None, config: dict,
                gpus: int, queue: str, priority: int, max_attempts: int,
-               time_limit_s: int | None = None) -> Job:
+               time_limit_s: int | None = None, webhook_url: str | None = None) -> Job:
     """Insert a queued job inside the caller's transaction (so an idempotency key can
     be stored atomically with it)."""
     now = time.time()
     job = Job(owner_id=owner_id, kind=kind, name=name, state="queued", priority=priority,
               gpus=gpus, queue=queue, config=config, attempt=0, max_attempts=max_attempts,
-              time_limit_s=time_limit_s, step=0, max_steps=config.get("max_steps"),
+              time_limit_s=time_limit_s, webhook_url=webhook_url, step=0,
+              max_steps=config.get("max_steps"),
               created_at=now, updated_at=now, enqueued_at=now)
     session.add(job)
     session.flush()  # assigns job.id
@@ -256,8 +265,7 @@ def requeue_job(job_id: int, attempt: int, reason: str, *, engine: Engine | None
         if job is None:
             return False
         _close_attempt(s, job_id, attempt, "requeued", reason, now)
-        add_event(s, job_id, "state", {"state": "queued", "attempt": attempt,
-                                       "reason_kind": None, "reason": reason})
+        _state_event(s, job, reason=reason)
         return True
 
 

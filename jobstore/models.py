@@ -71,6 +71,8 @@ class Job(Base):
     enqueued_at: Mapped[float] = mapped_column(Float)  # last time a broker message was sent
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+    # Where the API POSTs this job's state changes (api/webhooks.py); None: nowhere.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
 
     # AUTOINCREMENT on SQLite: an id is never handed out twice, even after its job was
     # deleted (a client holding an old id must not see someone else's new job). SQLite's
@@ -146,3 +148,22 @@ class JobEvent(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+
+class WebhookDelivery(Base):
+    """One state change to POST to a job's webhook_url: an outbox row written in the same
+    transaction as the state event (so no change is lost when a process dies), sent and
+    retried by the API's sender (api/webhooks.py), which claims a row with a lease so two
+    API processes never send it twice at once."""
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes that are signed and sent
+    state: Mapped[str] = mapped_column(String(16))  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[float] = mapped_column(Float)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_webhook_deliveries_state_next_at", "state", "next_at"),)

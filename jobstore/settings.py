@@ -75,8 +75,33 @@ class Settings(BaseSettings):
     run_dir_quota_bytes: int = Field(
         default=100 * 1024**3, ge=1,
         description="disk use of one run directory (checkpoints x keep_last, logs, metrics)")
+    # Dataset uploads (PUT /datasets/{name}, into DATA_ROOT/uploads/<user id>/<name>) and
+    # their validation, which runs once per dataset version off the request path.
+    upload_max_bytes: int = Field(
+        default=20 * 1024**3, ge=1, description="size of one uploaded archive as sent; past it 413")
+    upload_max_extracted_bytes: int = Field(
+        default=64 * 1024**3, ge=1, description="bytes one upload may extract to (counted "
+                                                "while writing, so zip bombs stop here)")
+    upload_max_files: int = Field(
+        default=2_000_000, ge=1, description="members (files and folders) one upload may hold")
+    dataset_validation_wait_s: float = Field(
+        default=10.0, ge=0, description="POST /jobs waits this long for a dataset's first "
+        "validation, then answers 409 with Retry-After")
+    dataset_validation_threads: int = Field(
+        default=2, ge=1, description="datasets validated at once per API process")
 
-    _split_lists = field_validator("cors_origins", "gpu_counts", mode="before")(_comma_list)
+    # Webhooks (POST /jobs webhook_url): the API POSTs the job summary there on every
+    # state change, signed with the secret. Off until both are set: an empty allowlist
+    # means no host may be called, so a job spec cannot make the server reach into its
+    # own network.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default=[], description="host or host:port a webhook_url may name (comma-separated)")
+    webhook_secret: str = Field(default="", description="HMAC-SHA256 key of X-Sam3v-Signature")
+    webhook_max_attempts: int = Field(default=8, ge=1, description="deliveries tried per state change")
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_poll_s: float = Field(default=0.5, gt=0, description="how often due deliveries are sent")
+
+    _split_lists = field_validator("cors_origins", "gpu_counts", "webhook_allowed_hosts", mode="before")(_comma_list)
 
     @model_validator(mode="after")
     def _defaults_under_home(self):

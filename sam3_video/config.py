@@ -1,4 +1,4 @@
-"""Job specs: the one source of truth for training and evaluation jobs.
+"""Job specs: the one source of truth for training, evaluation and prediction jobs.
 
 Used by the trainer (`sam3_video.train`), the evaluator and the API, which validates a
 POSTed job with these same models. Unknown keys are errors; every error names its field.
@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      model_validator)
 
 from sam3_video.backbone.presets import PATCH_SIZE, preset_dims, training_defaults
 
@@ -350,8 +351,109 @@ class EvalConfig(Strict):
         return _check_image_size(self)
 
 
-JobKind = Literal["train", "eval"]
-CONFIG_BY_KIND: dict[str, type[Strict]] = {"train": TrainConfig, "eval": EvalConfig}
+MAX_PHRASES = 64                 # noun phrases one predict job asks for
+MAX_PHRASE_LEN = 200             # characters per phrase
+MAX_FPS = 240.0
+MAX_MASKLETS = 10_000
+MAX_PROMPTS = 64                 # objects one track job follows
+MAX_PROMPT_POINTS = 64           # clicks per track prompt
+
+# surrounding blanks are dropped, so a blank phrase is an empty one (an error)
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                          max_length=MAX_PHRASE_LEN)]
+
+
+class TrackPrompt(Strict):
+    """One object for the tracker: where it is on one frame, given as exactly one of a
+    mask file, a box or clicks (pixels of the video's own frames)."""
+
+    frame: int = Field(default=0, ge=0, le=MAX_EVAL_FRAMES, description="the prompted frame")
+    mask: str | None = Field(default=None, description="an image file (PNG) the size of a "
+                             "frame, relative to DATA_ROOT; nonzero pixels are the object")
+    box: list[float] | None = Field(default=None, min_length=4, max_length=4,
+                                    description="[x, y, width, height] in pixels")
+    points: list[Annotated[list[float], Field(min_length=3, max_length=3)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_PROMPT_POINTS,
+        description="clicks [x, y, label] in pixels; label 1: on the object, 0: not on it")
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=MAX_PHRASE_LEN)] | None = Field(
+        default=None, description="the name drawn on the overlays; None: 'object N'")
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = [k for k in ("mask", "box", "points") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of mask, box or points"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.box is not None and (min(self.box) < 0 or self.box[2] <= 0 or self.box[3] <= 0):
+            raise FieldProblem("box", "x and y must be >= 0, width and height > 0")
+        if self.points is not None and any(p[2] not in (0, 1) or min(p[:2]) < 0 for p in self.points):
+            raise FieldProblem("points", "each point is [x >= 0, y >= 0, label 0 or 1]")
+        return self
+
+
+class PredictDataConfig(Strict):
+    video: str = Field(description="the video, relative to DATA_ROOT: a folder of frames "
+                                   "(images, in file-name order) or an .mp4 file")
+    phrases: Annotated[list[Phrase], Field(max_length=MAX_PHRASES)] = Field(
+        default=[], description="detect: the noun phrases to find on every frame")
+    prompts: list[TrackPrompt] = Field(default=[], max_length=MAX_PROMPTS,
+                                       description="track: the objects to propagate, one "
+                                                   "prompt each")
+    max_frames: int | None = Field(default=None, ge=1, le=MAX_EVAL_FRAMES,
+                                   description="only the first N frames; None: every frame")
+    image_size: int | None = Field(default=None, ge=14, le=MAX_IMAGE_SIZE,
+                                   description="None: the preset's size")
+    fps: float | None = Field(default=None, gt=0, le=MAX_FPS,
+                              description="frame rate of the overlay video; None: an .mp4's "
+                                          "own rate, 10 for a folder of frames")
+
+
+class PredictConfig(Strict):
+    """A model on one new video (no ground truth): masklets and overlays a person can look at."""
+
+    task: Literal["detect", "track"] = "detect"
+    model: ModelConfig = ModelConfig()
+    data: PredictDataConfig
+    score_threshold: float = Field(default=0.5, ge=0, le=1,
+                                   description="a detection starts a masklet at this score "
+                                               "(as evaluation links detections)")
+    max_masklets: int | None = Field(default=None, ge=1, le=MAX_MASKLETS,
+                                     description="keep only the N highest-scoring masklets "
+                                                 "(all phrases together); None: all")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    gpus: int = Field(default=1, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _image_size_fits_preset(self):
+        return _check_image_size(self)
+
+    @model_validator(mode="after")
+    def _task_inputs(self):
+        if self.task == "track":
+            if not self.data.prompts:
+                raise FieldProblem("data.prompts", "task 'track' needs at least one prompt "
+                                                   "(a mask, box or points on a frame)")
+            if self.data.phrases:
+                raise FieldProblem("data.phrases", "task 'track' follows prompts, not phrases")
+            if self.data.max_frames is not None:
+                for i, prompt in enumerate(self.data.prompts):
+                    if prompt.frame >= self.data.max_frames:
+                        raise FieldProblem(f"data.prompts.{i}.frame", f"{prompt.frame} is past "
+                                           f"data.max_frames ({self.data.max_frames})")
+        else:
+            if not self.data.phrases:
+                raise FieldProblem("data.phrases", "task 'detect' needs at least one noun phrase")
+            if self.data.prompts:
+                raise FieldProblem("data.prompts", "task 'detect' takes phrases; prompts are "
+                                                   "for task 'track'")
+        return self
+
+
+JobKind = Literal["train", "eval", "predict"]
+JobConfig = TrainConfig | EvalConfig | PredictConfig
+CONFIG_BY_KIND: dict[str, type[Strict]] = {"train": TrainConfig, "eval": EvalConfig,
+                                           "predict": PredictConfig}
 
 
 def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
@@ -367,7 +469,7 @@ def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
-def parse_config(kind: str, data: dict) -> TrainConfig | EvalConfig:
+def parse_config(kind: str, data: dict) -> JobConfig:
     if kind not in CONFIG_BY_KIND:
         raise ConfigError([f"kind: must be one of {sorted(CONFIG_BY_KIND)}, got {kind!r}"])
     try:
@@ -376,7 +478,7 @@ def parse_config(kind: str, data: dict) -> TrainConfig | EvalConfig:
         raise ConfigError(describe_errors(err)) from None
 
 
-def load_config_file(path: str | os.PathLike, kind: str) -> TrainConfig | EvalConfig:
+def load_config_file(path: str | os.PathLike, kind: str) -> JobConfig:
     """Read a job file: either a bare config or a job envelope {"kind", "config", ...}."""
     path = Path(path)
     try:
@@ -425,12 +527,59 @@ def weights_path(path: str, field: str) -> Path:
 
 # ---------------------------------------------------------------- the one spec resolver
 
-def dataset_fields(cfg: TrainConfig | EvalConfig) -> dict[str, str]:
+def dataset_fields(cfg: JobConfig) -> dict[str, str]:
     """Config field -> dataset path as written, for every dataset the config names."""
     data = cfg.data
     if isinstance(cfg, TrainConfig):
         return {"data.train": data.train, **({"data.val": data.val} if data.val else {})}
+    if isinstance(cfg, PredictConfig):
+        return {}  # a bare video, no dataset: see input_fields
     return {"data.dataset": data.dataset}
+
+
+def input_fields(cfg: JobConfig) -> dict[str, str]:
+    """Config field -> path as written, for every input file or folder that is no dataset
+    (a predict job's video and its prompts' mask files). Resolved under DATA_ROOT as
+    datasets are."""
+    if isinstance(cfg, PredictConfig):
+        masks = {f"data.prompts.{i}.mask": p.mask
+                 for i, p in enumerate(cfg.data.prompts) if p.mask is not None}
+        return {"data.video": cfg.data.video, **masks}
+    return {}
+
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # frame files of a video folder
+VIDEO_SUFFIXES = (".mp4",)
+
+
+def input_problem(field: str, path: Path) -> str | None:
+    """Why the resolved input `path` of `field` (an input_fields key) cannot be read, or None."""
+    if field == "data.video":
+        return video_problem(path)
+    return None if path.is_file() else "file not found under DATA_ROOT"
+
+
+def video_problem(path: Path) -> str | None:
+    """Why the resolved `path` is no video a predict job can read (a folder holding frame
+    files, or an .mp4 file), or None. Looks at names only; the program decodes."""
+    if path.is_dir():
+        if any(f.suffix.lower() in FRAME_SUFFIXES for f in path.iterdir()):
+            return None
+        return f"the folder holds no frame files ({', '.join(FRAME_SUFFIXES)})"
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return None
+        return f"expected a folder of frames or an {'/'.join(VIDEO_SUFFIXES)} file"
+    return "not found under DATA_ROOT"
+
+
+def _set_field(cfg: Strict, field: str, value) -> None:
+    """Set the dotted `field` ("data.video", "data.prompts.0.mask") of `cfg`."""
+    *parents, name = field.split(".")
+    target = cfg
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else getattr(target, part)
+    setattr(target, name, value)
 
 
 CheckpointLookup = Callable[[int, str], Path]
@@ -438,17 +587,17 @@ CheckpointLookup = Callable[[int, str], Path]
 model.init.* when the job is not the caller's, or has no such checkpoint."""
 
 
-def resolve_paths(cfg: TrainConfig | EvalConfig, *, data_root: str | os.PathLike,
+def resolve_paths(cfg: JobConfig, *, data_root: str | os.PathLike,
                   checkpoint_of: CheckpointLookup | None = None,
-                  runs_root: str | os.PathLike | None = None) -> TrainConfig | EvalConfig:
-    """A copy of `cfg` whose every path is absolute: datasets and a user-written
-    model.init.path under DATA_ROOT only, symlinks followed; model.init.job_id becomes
-    that job's checkpoint through `checkpoint_of`, which owns the owner check. A user
-    never names a file under RUNS_ROOT: when `runs_root` is given (the API and the worker
-    always give it), a user path that lands there is refused even when RUNS_ROOT lies
-    inside DATA_ROOT. The stored spec stays as the user sent it; this runs where the paths
-    are used (API validation, the worker writing job.json). Raises one ConfigError listing
-    every problem, each naming its field."""
+                  runs_root: str | os.PathLike | None = None) -> JobConfig:
+    """A copy of `cfg` whose every path is absolute: datasets, other inputs (input_fields)
+    and a user-written model.init.path under DATA_ROOT only, symlinks followed;
+    model.init.job_id becomes that job's checkpoint through `checkpoint_of`, which owns
+    the owner check. A user never names a file under RUNS_ROOT: when `runs_root` is given
+    (the API and the worker always give it), a user path that lands there is refused even
+    when RUNS_ROOT lies inside DATA_ROOT. The stored spec stays as the user sent it; this
+    runs where the paths are used (API validation, the worker writing job.json). Raises
+    one ConfigError listing every problem, each naming its field."""
     resolved = cfg.model_copy(deep=True)
     roots = {DATA_ROOT_ENV: str(data_root)}
     runs = Path(runs_root).resolve() if runs_root is not None else None
@@ -468,11 +617,10 @@ def resolve_paths(cfg: TrainConfig | EvalConfig, *, data_root: str | os.PathLike
             problems.extend(err.problems)
             return None
 
-    for field, rel in dataset_fields(cfg).items():
+    for field, rel in {**dataset_fields(cfg), **input_fields(cfg)}.items():
         path = attempt(user_path, rel, field)
         if path is not None:
-            section, name = field.split(".")
-            setattr(resolved.data, name, str(path))
+            _set_field(resolved, field, str(path))
     init = resolved.model.init
     if init is not None:
         if init.job_id is not None and init.path is not None:

@@ -5,8 +5,10 @@ One job, one directory, ``RUNS_ROOT/job-<id>`` (derived from the id, never store
     job.json              the resolved spec the worker hands the program (envelope)
     metrics.jsonl         one flushed JSON object per line, rank 0 only
     evaluation.json       base and final validation metrics of a training job
-    results.json          an evaluation job's scores
-    predictions.json      an evaluation job's masklets / per-prediction records
+    results.json          an evaluation job's scores (a predict job's summary)
+    predictions.json      an evaluation job's masklets / per-prediction records; a predict
+                          job's {"video", "frames", ..., "masklets"}
+    overlays/             a predict job's masks drawn on the video: <video>.mp4, <video>.png
     logs/attempt-N.log    stdout + stderr of attempt N
     checkpoints/step_NNNNNNN.pt
 
@@ -24,6 +26,7 @@ METRICS_FILE = "metrics.jsonl"
 EVALUATION_FILE = "evaluation.json"
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.json"
+OVERLAYS_DIR = "overlays"
 LOG_DIR = "logs"
 TENSORBOARD_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from sam3_video.run_layout import JOB_FILE, log_path
 
-PROGRAMS = {"train": "sam3_video.train", "eval": "sam3_video.evaluate"}
+PROGRAMS = {"train": "sam3_video.train", "eval": "sam3_video.evaluate",
+            "predict": "sam3_video.predict"}
 _PR_SET_PDEATHSIG = 1
 
 

@@ -72,8 +72,14 @@ async def _stream(request: Request, engine: Engine, settings: Settings, job_id: 
 
 
 @router.get("/events", response_class=StreamingResponse, responses={
-    200: {"content": {"text/event-stream": {}},
-          "description": "events: state, progress, metrics, checkpoint; ends when the job is finished"},
+    200: {"content": {"text/event-stream": {
+              "schema": {"type": "string", "description": "a stream of SSE messages, each "
+                         "`id: <event id>`, `event: <kind>`, `data: <StreamEvent JSON>`"},
+              "itemSchema": {"$ref": "#/components/schemas/StreamEvent"},
+              "example": 'id: 7\nevent: progress\ndata: {"step": 12, "max_steps": 20, '
+                         '"eta_seconds": 8.5, "job_id": 3, "time": 1764700000.0}\n\n'}},
+          "description": "events (kinds: state, progress, metrics, checkpoint, webhook); "
+                         "the stream ends once the job is finished and every event was sent"},
     **responses(400, 401, 404, 422, 429)})
 def job_events(request: Request, job: VisibleJob, caller: CurrentUser, settings: SettingsDep,
                engine: EngineDep, open_streams: OpenStreamsDep,

@@ -9,7 +9,7 @@ import shutil
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,7 +17,7 @@ import jobstore
 from api.auth import Caller
 from api.deps import MAX_ID, CurrentUser, EngineDep, SettingsDep, VisibleJob
 from api.errors import ApiError, responses
-from api.schemas import JobCreate, JobList, JobOut, JobState
+from api.schemas import JOB_EXAMPLES, JobCreate, JobList, JobOut, JobState
 from api.validation import validate_job
 from api.views import job_detail, job_out, owner_names
 from jobstore import broker
@@ -66,7 +66,7 @@ def check_job_limit(session, settings: Settings, owner_id: int, owner_name: str,
 @router.post("", status_code=201, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Idempotent replay: the original job"},
                         **responses(400, 401, 409, 413, 422, 429)})
-def create_job(body: JobCreate, response: Response, settings: SettingsDep, engine: EngineDep,
+def create_job(body: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)], response: Response, settings: SettingsDep, engine: EngineDep,
                caller: CurrentUser, idempotency_key: IdempotencyHeader = None) -> JobOut:
     """Validate, store as queued, enqueue. 201 with Location; see Idempotency-Key."""
     body_hash = _body_sha256(body)
@@ -88,7 +88,8 @@ def create_job(body: JobCreate, response: Response, settings: SettingsDep, engin
                     s, owner_id=caller.id, kind=body.kind, name=body.name,
                     config=config.model_dump(mode="json"), gpus=config.gpus,
                     queue=queue_name(config.gpus), priority=body.priority,
-                    max_attempts=settings.max_attempts, time_limit_s=body.time_limit_s)
+                    max_attempts=settings.max_attempts, time_limit_s=body.time_limit_s,
+                    webhook_url=body.webhook_url)
                 if idempotency_key:
                     s.add(jobstore.IdempotencyKey(user_id=caller.id, key=idempotency_key,
                                                body_sha256=body_hash, job_id=job.id,
@@ -131,7 +132,7 @@ def _decode_cursor(cursor: str) -> int:
 
 @router.get("", response_model=JobList, responses=responses(400, 401, 422))
 def list_jobs(engine: EngineDep, caller: CurrentUser,
-              state: JobState | None = None, kind: Annotated[str | None, Query(pattern="^(train|eval)$")] = None,
+              state: JobState | None = None, kind: Annotated[str | None, Query(pattern="^(train|eval|predict)$")] = None,
               name: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobList:

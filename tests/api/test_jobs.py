@@ -68,7 +68,7 @@ def test_bad_inputs_are_clear_errors_and_store_nothing(client, auth, settings, e
                                                     "gpus": 0, "lr": 1}), 422, "config.lr"),
         "wrong type": (train_body(config={"data": {"train": "synthetic"}, "max_steps": "many",
                                           "gpus": 0}), 422, "config.max_steps"),
-        "bad kind": (train_body(kind="predict"), 422, "kind"),
+        "bad kind": (train_body(kind="export"), 422, "kind"),
         "path escapes DATA_ROOT": (train_body(config={"data": {"train": "../../etc"}, "max_steps": 1,
                                                       "gpus": 0}), 422, "config.data.train"),
         "absolute path outside": (train_body(config={"data": {"train": "/etc"}, "max_steps": 1,

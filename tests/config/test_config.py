@@ -49,7 +49,7 @@ def test_missing_required_field():
 
 
 def test_unknown_kind():
-    assert problems("predict", {})[0].startswith("kind:")
+    assert problems("export", {})[0].startswith("kind:")
 
 
 def test_eval_config_parses():
