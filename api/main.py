@@ -12,7 +12,7 @@ from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, RequestTimer, scrub_access_log
 from api.openapi import install_openapi, operation_id
 from api.streams import OpenStreams
-from api.routes import checkpoints, datasets, events, health, jobs, metrics, results
+from api.routes import checkpoints, datasets, events, health, jobs, metrics, results, ui
 from jobstore.settings import Settings, get_settings
 from api.telemetry import Telemetry
 from api.webhooks import WebhookSender
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     for router in (jobs.router, metrics.router, events.router, checkpoints.router,
-                   datasets.router, results.router, health.router):
+                   datasets.router, results.router, health.router, ui.router):
         app.include_router(router)
     # Outermost last: timing sees everything, the body limit runs before any parsing.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -16,6 +16,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 # libfaketime: tests run hosts with skewed clocks (leases follow the database's clock).
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
+# chromium: the dashboard's browser test (tests/ui) drives it through playwright-core.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
@@ -33,4 +35,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ deploy/constraints-
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -c deploy/constraints-local.txt -e ".[test,postgres]"
     touch "$stamp"
+fi
+
+# playwright-core (package.json, pinned in package-lock.json) for tests/ui; needs node >= 20.
+if [ ! -f node_modules/playwright-core/package.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    if command -v npm >/dev/null 2>&1; then
+        npm ci --no-audit --no-fund --loglevel=error
+    else
+        echo "setup: npm missing; install node >= 20 and npm, then run npm ci (tests/ui needs it)" >&2
+    fi
 fi
