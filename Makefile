@@ -1,5 +1,5 @@
 # The two commands README.md starts with: `make up` and `make test`.
-.PHONY: setup up test test-fast bench
+.PHONY: setup up test test-fast bench image
 
 setup:
 	./deploy/setup.sh
@@ -12,3 +12,7 @@ test: setup
 
 test-fast: setup
 	.venv/bin/python -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile -m "not slow"
+
+# The Docker image sam3v:latest, from nothing (no registry needed): deploy/image.sh.
+image:
+	./deploy/image.sh

@@ -466,17 +466,13 @@ def test_cli_import_failure_exits_one_with_one_problem_per_line(tmp_path):
 
 # ---------------------------------------------------------------------------- end to end
 
-@pytest.mark.slow
-def test_imported_davis_trains_and_evaluates(tmp_path):
-    """An imported DAVIS set is a dataset like any other: 2 training steps, then an
-    evaluation job on it from the last checkpoint."""
+def _trains_and_evaluates(tmp_path, data_root, name: str, frames_per_clip: int) -> dict:
+    """2 training steps on an imported dataset (validated before and after by the trainer),
+    then an evaluation job on it from the last checkpoint; returns its video metrics."""
     from tests.metrics.conftest import run_program
 
-    data_root = tmp_path / "data"
-    write_davis(tmp_path / "src", videos=("bear", "camel", "dog"))
-    assert import_dataset("davis", data_root / "davis", tmp_path / "src").ok
     train = {"task": "detect", "model": {"preset": "tiny"},
-             "data": {"train": "davis", "val": "davis", "frames_per_clip": 3,
+             "data": {"train": name, "val": name, "frames_per_clip": frames_per_clip,
                       "batch_size_per_gpu": 2},
              "optim": {"lr": 1e-3}, "schedule": {"name": "constant"}, "max_steps": 2,
              "checkpoint_every": 100, "gpus": 0}
@@ -489,12 +485,37 @@ def test_imported_davis_trains_and_evaluates(tmp_path):
 
     evaluate = {"task": "detect", "model": {"preset": "tiny", "init": {
                     "path": str(run_dir / "checkpoints" / "step_0000002.pt")}},
-                "data": {"dataset": "davis"}, "gpus": 0}
+                "data": {"dataset": name}, "gpus": 0}
     eval_dir = tmp_path / "runs" / "eval"
     proc = run_program("evaluate", evaluate, eval_dir, data_root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((eval_dir / "results.json").read_text())
-    video = results["video_metrics"]
+    video = json.loads((eval_dir / "results.json").read_text())["video_metrics"]
     assert "video_mask_mAP_50_95" in video["saco"]
-    imported = json.loads((data_root / "davis/annotations.json").read_text())["annotations"]
-    assert len(video["davis"]["per_object"]) == len(imported) == 7   # every object is scored
+    imported = json.loads((data_root / name / "annotations.json").read_text())["annotations"]
+    assert len(video["davis"]["per_object"]) == len(imported)   # every object is scored
+    return video
+
+
+@pytest.mark.slow
+def test_imported_davis_trains_and_evaluates(tmp_path):
+    data_root = tmp_path / "data"
+    write_davis(tmp_path / "src", videos=("bear", "camel", "dog"))
+    assert import_dataset("davis", data_root / "davis", tmp_path / "src").ok
+    _trains_and_evaluates(tmp_path, data_root, "davis", frames_per_clip=3)
+
+
+@pytest.mark.slow
+def test_imported_ytvis_with_polygons_trains_and_evaluates(tmp_path):
+    data_root = tmp_path / "data"
+    data, frames = write_ytvis(tmp_path)
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    assert import_dataset("ytvis", data_root / "ytvis", tmp_path / "train.json", frames).ok
+    _trains_and_evaluates(tmp_path, data_root, "ytvis", frames_per_clip=3)
+
+
+@pytest.mark.slow
+def test_imported_sav_trains_and_evaluates(tmp_path):
+    data_root = tmp_path / "data"
+    write_sav(tmp_path / "src")
+    assert import_dataset("sav", data_root / "sav", tmp_path / "src", phrase="thing").ok
+    _trains_and_evaluates(tmp_path, data_root, "sav", frames_per_clip=3)

@@ -550,3 +550,40 @@ def test_compose_files_load_in_the_docker_compose_cli(tmp_path):
     missing = compose_cli(tmp_path, without("SAM3V_REDIS_PASSWORD"),
                           "docker-compose.yml", "deploy/compose.multihost.yml")
     assert missing.returncode != 0 and "set SAM3V_REDIS_PASSWORD" in missing.stderr
+
+
+# --- deploy/compose.cpu.yml: a machine without GPUs (tests/deploy/test_compose_up.py runs it) --
+
+CPU_RULES = [rules.schema_problems, rules.health_and_restart_problems, rules.volume_problems,
+             rules.secret_problems, rules.published_port_problems,
+             rules.limit_problems, rules.redis_problems]
+
+
+def test_cpu_override_keeps_the_rules_and_pulls_nothing():
+    assert rules.compose_v1_problems(load_raw("deploy/compose.cpu.yml")) == []
+    merged = rules.merge(load("docker-compose.yml", {}), load("deploy/compose.cpu.yml", {}))
+    for rule in CPU_RULES:
+        assert rule(merged) == [], rule.__name__
+    services = merged["services"]
+    assert {n for n, s in services.items() if not s.get("profiles")} == {"redis", "api", "worker-cpu"}
+    worker = services["worker-cpu"]
+    assert rules.option(worker["command"], "-Q") == "cpu" and not rules.gpu_devices(worker)
+    assert worker["environment"]["SAM3V_WORKER_GPUS"] == ""
+    # shutdown_problems but memlock (compose.cpu.yml says why): checkpoint on stop, tini.
+    assert worker["init"] is True and worker["stop_signal"] == "SIGTERM"
+    assert rules.parse_duration(worker["stop_grace_period"]) >= 300 + 30
+    assert "memlock" not in worker["ulimits"]
+    assert services["api"]["environment"]["SAM3V_GPU_COUNTS"] == "0"
+    # Every service it starts runs the service image: no registry needed.
+    assert {services[n]["image"] for n in ("redis", "api", "worker-cpu")} == {"sam3v:latest"}
+    assert "--appendonly" in services["redis"]["command"] and services["redis"]["working_dir"] == "/data"
+
+
+def test_cpu_override_loads_in_the_docker_compose_cli(tmp_path):
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "compose.cpu.yml", tmp_path / "deploy")
+    result = compose_cli(tmp_path, {}, "docker-compose.yml", "deploy/compose.cpu.yml")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["worker-cpu"]["volumes"] and services["worker-gpu0"]["profiles"] == ["gpu"]
+    assert type(services["worker-cpu"]["pids_limit"]) is int
