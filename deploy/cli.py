@@ -33,6 +33,8 @@ def add_server_commands(sub) -> None:
     launcher.build_parser(sub.add_parser("up", help="start the local stack (no Docker)"))
     sub.add_parser("tokens", help="manage API tokens: create, list, revoke (sam3v tokens --help)",
                    add_help=False)
+    sub.add_parser("data", help="datasets on this machine: import (davis, ytvis, sav), "
+                   "validate, synthetic (sam3v data --help)", add_help=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["tokens"]:  # everything after `tokens` belongs to the token command
         return tokens_main(argv[1:])
+    if argv[:1] == ["data"]:  # `python -m sam3_video.data` under the one command
+        from sam3_video.data.__main__ import main as data_main
+        return data_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "up":
         return launcher.up(args.home, args.host, args.port)
