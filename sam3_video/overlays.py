@@ -4,6 +4,9 @@
                                                outlined, and its label written on it
     contact_sheet(frames, per_frame, columns=4, max_frames=16) -> a grid of drawn frames
     write_mp4(path, frames, fps)            -> H.264 (yuv420p) video written with PyAV
+    video_sheet(dataset, video_id, masklets=None) -> a contact sheet of a dataset's video,
+                                               its ground truth or the given masklets drawn
+    side_by_side(left, right, titles)       -> two sheets next to each other, captioned
 
 A label's colour comes from a fixed palette, picked by a hash of the label's text: the
 same masklet (or phrase) keeps its colour on every frame, in every file and every run.
@@ -208,3 +211,42 @@ def write_mp4(path: str | Path, frames: Iterable[Image.Image], fps: float) -> in
         for packet in stream.encode():  # flush the encoder
             container.mux(packet)
     return count
+
+
+# ---------------------------------------------------------------- a dataset's video
+
+Masklet = tuple[str, Sequence]  # (label, [RLE or None per frame of the video])
+
+
+def video_sheet(dataset, video_id: int, masklets: Sequence[Masklet] | None = None,
+                max_frames: int = 16) -> Image.Image:
+    """A contact sheet of video `video_id` of a NativeDataset (sam3_video.data), with the
+    given masklets drawn, or its ground truth (phrase per track) when masklets is None.
+    Only the frames shown are read. OSError when one cannot be read."""
+    from sam3_video.data.masks import decode
+
+    video = dataset.videos[video_id]
+    if masklets is None:
+        masklets = [(dataset.categories[t.category_id], t.segmentations)
+                    for t in dataset.tracks_of(video_id)]
+    frames, per_frame = [], []
+    for t in sheet_indices(video.length, max_frames):
+        with Image.open(dataset.image_dir / video.file_names[t]) as image:
+            frames.append(image.convert("RGB"))
+        per_frame.append([(decode(segs[t], video.height, video.width), label)
+                          for label, segs in masklets if segs[t] is not None])
+    return contact_sheet(frames, per_frame, columns=4, max_frames=max_frames)
+
+
+def side_by_side(left: Image.Image, right: Image.Image, titles: tuple[str, str]) -> Image.Image:
+    """`left` and `right` next to each other under a caption strip naming each."""
+    font = _font(14)
+    strip = 22
+    out = Image.new("RGB", (left.width + right.width + SHEET_GAP,
+                            strip + max(left.height, right.height)), SHEET_BACKGROUND)
+    out.paste(left, (0, strip))
+    out.paste(right, (left.width + SHEET_GAP, strip))
+    draw = ImageDraw.Draw(out)
+    for x, title in ((SHEET_GAP, titles[0]), (left.width + 2 * SHEET_GAP, titles[1])):
+        draw.text((x, 3), title, fill=(235, 235, 235), font=font)
+    return out

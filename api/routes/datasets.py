@@ -10,7 +10,6 @@ import io
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request, Response
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
@@ -22,7 +21,6 @@ from api.uploads import (NAME, NAME_RULE, UPLOADS, Limits, UploadRefused, receiv
                          remove, take_upload, user_dir)
 from jobstore.settings import Settings
 from sam3_video.data import ANNOTATION_FILE, DatasetError, load_native
-from sam3_video.data.masks import decode
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 MAX_PROBLEMS = 20
@@ -145,7 +143,7 @@ def delete_dataset(name: str, settings: SettingsDep, caller: CurrentUser) -> Res
 def preview(name: str, video_id: int, settings: SettingsDep, caller: CurrentUser) -> Response:
     """A contact sheet of up to 16 evenly spaced frames of one video, masks and phrases drawn."""
     folder, _ = _find(settings, caller, name)
-    from sam3_video.overlays import contact_sheet, sheet_indices  # drawing: loaded on first use
+    from sam3_video.overlays import video_sheet  # drawing: loaded on first use
 
     try:
         ds = load_native(folder)
@@ -155,18 +153,10 @@ def preview(name: str, video_id: int, settings: SettingsDep, caller: CurrentUser
     video = ds.videos.get(video_id)
     if video is None:
         raise ApiError(404, f"video {video_id} not found in dataset {name!r}")
-    frames, per_frame = [], []
-    for t in sheet_indices(video.length, PREVIEW_FRAMES):  # only the frames shown are read
-        file_name = video.file_names[t]
-        try:
-            with Image.open(ds.image_dir / file_name) as image:
-                frames.append(image.convert("RGB"))
-        except OSError:
-            raise ApiError(422, f"dataset {name!r}: frame {file_name!r} cannot be read") from None
-        per_frame.append([(decode(track.segmentations[t], video.height, video.width).astype(bool),
-                           ds.categories[track.category_id])
-                          for track in ds.tracks_of(video_id) if track.segmentations[t] is not None])
-    sheet = contact_sheet(frames, per_frame, columns=4, max_frames=PREVIEW_FRAMES)
+    try:
+        sheet = video_sheet(ds, video_id, max_frames=PREVIEW_FRAMES)
+    except OSError:
+        raise ApiError(422, f"dataset {name!r}: a frame of video {video_id} cannot be read") from None
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png")

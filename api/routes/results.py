@@ -1,5 +1,5 @@
-"""A predict job's results: its masklets page by page, and its overlay files (ranged
-downloads, as checkpoints are served)."""
+"""A predict job's results: its masklets page by page; its overlay files, and an eval
+job's (ranged downloads, as checkpoints are served)."""
 from __future__ import annotations
 
 import functools
@@ -25,10 +25,21 @@ OVERLAY_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
 OVERLAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(mp4|png)$")
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 def _predict_job(job: jobstore.Job) -> None:
     if job.kind != "predict":
-        raise ApiError(404, f"job {job.id} is a {job.kind} job; predictions and overlays "
-                            "belong to predict jobs")
+        raise ApiError(404, f"job {job.id} is {_a(job.kind)} job; predictions belong to "
+                            "predict jobs")
+
+
+def _overlay_job(job: jobstore.Job) -> None:
+    """Predict jobs draw their masklets; eval jobs draw prediction next to ground truth."""
+    if job.kind not in ("predict", "eval"):
+        raise ApiError(404, f"job {job.id} is {_a(job.kind)} job; overlays belong to predict "
+                            "and eval jobs")
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,9 +80,9 @@ def _overlay_files(job: jobstore.Job, settings) -> dict[str, Path]:
 
 @router.get("/overlays", response_model=OverlayList, responses=responses(401, 404, 422))
 def list_overlays(job: VisibleJob, settings: SettingsDep) -> OverlayList:
-    """The overlay files of a predict job: the video with its masks drawn (.mp4) and a
-    contact sheet of its frames (.png)."""
-    _predict_job(job)
+    """The overlay files of a predict job (the video with its masks drawn, .mp4, and a
+    contact sheet, .png) or of an eval job (prediction next to ground truth, .png)."""
+    _overlay_job(job)
     return OverlayList(job_id=job.id, overlays=[
         OverlayOut(name=name, url=f"/jobs/{job.id}/overlays/{name}", size_bytes=f.stat().st_size)
         for name, f in _overlay_files(job, settings).items()])
@@ -84,7 +95,7 @@ def list_overlays(job: VisibleJob, settings: SettingsDep) -> OverlayList:
 def download_overlay(name: str, request: Request, job: VisibleJob, settings: SettingsDep):
     """One overlay file, by the name the listing gives. Supports Range/If-Range (a video
     player seeks with them)."""
-    _predict_job(job)
+    _overlay_job(job)
     path = _overlay_files(job, settings).get(name) if OVERLAY_NAME.match(name) else None
     if path is None:
         raise ApiError(404, f"overlay {name[:100]!r} of job {job.id} not found")

@@ -28,6 +28,9 @@ def test_eval_job_writes_results_predictions_and_metric_line(data_root, tmp_path
     masklets = json.loads((run_dir / "predictions.json").read_text())
     assert len(masklets) == results["metrics"]["num_masklets"] > 0
     assert all(len(m["segmentations"]) == 4 for m in masklets)   # one entry per frame
+    # prediction next to ground truth, for a person to look at (the first two videos)
+    sheets = sorted((run_dir / "overlays").glob("*_vs_truth.png"))
+    assert [p.name for p in sheets] == ["video_000_vs_truth.png", "video_001_vs_truth.png"]
 
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 1

@@ -110,3 +110,31 @@ def test_write_mp4_gives_pyav_the_frames_back_and_pads_odd_sizes(tmp_path):
     assert decode_mp4(tmp_path / "odd.mp4")[0].shape == (H, W, 3)  # one black row and column
     with pytest.raises(ValueError, match="frame 1"):
         write_mp4(tmp_path / "mixed.mp4", [frames[0], odd[1]], fps=10)
+
+
+def test_eval_comparison_sheet_shows_prediction_next_to_ground_truth(tmp_path):
+    """Ground truth fed as the prediction draws two identical halves; no prediction above
+    the score bar leaves the prediction half undrawn (the raw frames)."""
+    from sam3_video.data import load_native, write_synthetic
+    from sam3_video.evaluate import write_comparison_sheets
+    from sam3_video.metrics import predictions_from_ground_truth
+    from sam3_video.overlays import video_sheet
+
+    write_synthetic(tmp_path / "ds", videos=3, frames=4, seed=2, height=48, width=64)
+    native = load_native(tmp_path / "ds")
+    perfect = predictions_from_ground_truth(tmp_path / "ds", score=1.0)
+    written = write_comparison_sheets(tmp_path / "perfect", tmp_path / "ds", perfect)
+    assert [p.name for p in written] == ["video_000_vs_truth.png", "video_001_vs_truth.png"]
+    truth = np.asarray(video_sheet(native, 1))
+    sheet = np.asarray(Image.open(written[0]))
+    h, w = truth.shape[:2]
+    strip = sheet.shape[0] - h
+    right = sheet[strip:, sheet.shape[1] - w:]
+    assert np.array_equal(right, truth)
+    assert np.array_equal(sheet[strip:, :w], truth)  # perfect prediction: the same picture
+
+    unsure = [dict(m, score=0.3) for m in perfect]
+    (bare,) = write_comparison_sheets(tmp_path / "unsure", tmp_path / "ds", unsure)[:1]
+    left = np.asarray(Image.open(bare))[strip:, :w]
+    assert np.array_equal(left, np.asarray(video_sheet(native, 1, [])))
+    assert not np.array_equal(left, truth)
