@@ -109,7 +109,7 @@ def test_ddp_two_processes_keep_replicas_identical(launcher, runs_root):
     run_dir = runs_root / "ddp"
     proc = launcher.run("train", cfg, run_dir, nproc=2, timeout=240)  # a gloo hang times out
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    sums = dict(re.findall(r"rank (\d) parameter checksum (\S+)", proc.stdout))
+    sums = dict(re.findall(r"rank (\d) parameter checksum ([-+0-9.eE]+)", proc.stdout))
     assert set(sums) == {"0", "1"}, proc.stdout[-2000:]
     assert sums["0"] == sums["1"]
     lines = train_lines(run_dir)
