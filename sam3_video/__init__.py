@@ -1,7 +1,7 @@
 """Multi-frame SAM3 fine-tuning: job specs, models, data, trainer, evaluator, export.
 
 Job specs and the run directory (torch-free; the service imports these):
-    config.py       TrainConfig / EvalConfig, the one spec resolver (paths under DATA_ROOT)
+    config.py       TrainConfig / EvalConfig / PredictConfig, the one spec resolver (paths under DATA_ROOT)
     run_layout.py   the run-directory contract: file names, checkpoint names, atomic JSON
     exit_codes.py   the programs' exit codes, which the worker classifies failures by
 
@@ -21,6 +21,8 @@ Programs and their generic parts:
     train.py        python -m sam3_video.train: the training loop for 1..N processes
     evaluate.py     python -m sam3_video.evaluate: predictions and metrics of a model
     export.py       python -m sam3_video.export: a checkpoint in the upstream sam3.pt layout
+    predict.py      python -m sam3_video.predict: masklets and overlays of a model on one video
+    overlays.py     masks drawn on frames: contact sheets, .mp4 (PyAV), prediction vs truth
     checkpoint.py   training checkpoints: atomic writes, keep-last-K, resume, RNG states
     distributed.py  process-group setup for torchrun and plain python
     optim.py        AdamW parameter groups (per-module rates, layer decay) and lr schedules
