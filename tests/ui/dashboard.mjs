@@ -172,7 +172,11 @@ try {
     await page.click("#upload-form button[type=submit]");
     await page.waitForSelector('#datasets-table tr[data-dataset="ui-upload"][data-state="valid"] td.preview img',
                                { timeout: 60_000 });
-    await page.waitForFunction(() => [...document.querySelectorAll("td.preview img")].every((i) => i.complete));
+    // Each valid row fetches its preview on its own after a redraw: wait until every one has
+    // landed (an image that finished loading, or the error text that replaces it).
+    await page.waitForFunction(() => !document.querySelector('#datasets-table tr[data-state="validating"]') &&
+      [...document.querySelectorAll('#datasets-table tr[data-state="valid"] td.preview')]
+        .every((cell) => cell.querySelector("img")?.complete || cell.querySelector("span")), null, { timeout: 30_000 });
     result.previews = Object.fromEntries(await page.$$eval("#datasets-table tr[data-dataset]", (trs) =>
       trs.map((tr) => [tr.dataset.dataset, tr.querySelector("td.preview img")?.naturalWidth ?? 0])));
     await shot("07-datasets");
