@@ -1,6 +1,6 @@
 """The HTTP half of `sam3v`: the commands that talk to a running API.
 
-    sam3v submit CONFIG.json [--kind train|eval|predict] [--gpus N] [--name N] [--follow]
+    sam3v submit CONFIG.json|CONFIG.yaml [--kind train|eval|predict] [--gpus N] [--name N] [--follow]
     sam3v jobs [--state S] [--kind K] [--name N] [--limit N]
     sam3v show ID  (alias: status)      sam3v watch ID      sam3v wait ID [--timeout S]
     sam3v logs ID [-f] [--attempt N]    sam3v cancel ID     sam3v retry ID     sam3v delete ID
@@ -11,8 +11,8 @@
 The HTTP commands find the API from --url, else $SAM3V_URL, else DIR/url written by a
 running `sam3v up --home DIR`; the token from --token, else $SAM3V_TOKEN, else DIR/token.
 
-This package imports nothing of the server, so it runs where only httpx is installed
-(`python -m client.cli`). The installed `sam3v` command is deploy/cli.py: this parser
+This package imports nothing of the server, so it runs where only httpx (and PyYAML, for
+YAML specs) is installed: `pip install ./client` gives it as `sam3v-client`. The installed `sam3v` command is deploy/cli.py: this parser
 plus the server-side commands (`sam3v up`, `sam3v tokens create`).
 """
 from __future__ import annotations
@@ -106,17 +106,35 @@ def _job_line(job: dict) -> str:
     return line
 
 
-# -- commands
-def cmd_submit(args) -> int:
-    path = Path(args.config)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def read_spec(path: Path) -> dict:
+    """A job spec file: YAML by its suffix (.yaml/.yml), JSON otherwise; a mapping."""
     try:
-        config = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise CliError(f"{path}: file not found") from None
-    except json.JSONDecodeError as err:
-        raise CliError(f"{path}: not valid JSON ({err})") from None
+    if path.suffix.lower() in YAML_SUFFIXES:
+        import yaml
+
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise CliError(f"{path}: not valid YAML ({err})") from None
+    else:
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CliError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(config, dict):
-        raise CliError(f"{path}: expected a JSON object")
+        raise CliError(f"{path}: expected a mapping of fields (a JSON object or YAML mapping)")
+    return config
+
+
+# -- commands
+def cmd_submit(args) -> int:
+    config = read_spec(Path(args.config))
     # A job envelope (as the worker writes to job.json) carries its kind and config.
     kind = args.kind
     if "kind" in config and "config" in config:
@@ -376,9 +394,9 @@ def build_parser(server_commands=None) -> argparse.ArgumentParser:
         _add_connection_options(cmd)
         return cmd
 
-    submit = command("submit", "submit a job config (JSON); prints the new job id as the last line",
+    submit = command("submit", "submit a job config (JSON or YAML); prints the new job id as the last line",
                      job_id=False)
-    submit.add_argument("config", help="a TrainConfig/EvalConfig/PredictConfig JSON file, e.g. "
+    submit.add_argument("config", help="a TrainConfig/EvalConfig/PredictConfig JSON or YAML (.yaml/.yml) file, e.g. "
                                        "examples/train_tiny.json")
     submit.add_argument("--kind", choices=["train", "eval", "predict"],
                         help="default: train (or the envelope's kind)")
