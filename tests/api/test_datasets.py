@@ -23,7 +23,8 @@ from api.datasets import CACHE_DIR, dataset_registry
 from api.main import create_app
 from jobstore.tokens import create_token
 from sam3_video.data import load_native, write_synthetic
-from tests.api.conftest import free_port, train_body
+from tests.api.conftest import train_body
+from tests.support.api_server import uvicorn_app
 
 LIMIT = 1024 * 1024  # the test server's upload limits: archive and extracted bytes
 
@@ -382,21 +383,8 @@ def test_two_processes_validate_a_version_once(settings):
 def test_uvicorn_streams_an_upload_and_refuses_one_too_big(settings, source):
     """Through a real server: a chunked upload larger than the JSON body limit lands;
     one past SAM3V_UPLOAD_MAX_BYTES is 413 and leaves nothing."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM3V_")}
-    env.update(SAM3V_DATABASE_URL=settings.database_url, DATA_ROOT=str(settings.data_root),
-               RUNS_ROOT=str(settings.runs_root), SAM3V_BROKER_URL=settings.broker_url,
-               SAM3V_MAX_BODY_BYTES="65536", SAM3V_UPLOAD_MAX_BYTES=str(LIMIT))
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
-                               "--log-level", "warning"], env=env, cwd=Path(__file__).parents[2])
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    with uvicorn_app(settings, SAM3V_MAX_BODY_BYTES="65536",
+                     SAM3V_UPLOAD_MAX_BYTES=str(LIMIT)) as base:
         jobstore.migrate(settings)
         headers = {"Authorization": f"Bearer {create_token(settings, 'erin')}"}
         archive = tar_bytes(source)
@@ -423,9 +411,6 @@ def test_uvicorn_streams_an_upload_and_refuses_one_too_big(settings, source):
         assert not (settings.data_root / "uploads" / ".tmp").exists() or \
             not list((settings.data_root / "uploads" / ".tmp").iterdir())
         assert client_visible(base, headers) == ["streamed"]
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def client_visible(base: str, headers: dict) -> list[str]:

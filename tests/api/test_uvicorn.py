@@ -3,9 +3,6 @@ variables, with a live SSE stream that ends when a (simulated) worker finishes t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -13,25 +10,12 @@ import httpx
 
 import jobstore
 from jobstore.tokens import create_token
-from tests.api.conftest import free_port, train_body
+from tests.api.conftest import train_body
+from tests.support.api_server import uvicorn_app
 
 
 def test_uvicorn_serves_jobs_and_a_live_event_stream(settings):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM3V_")}
-    env.update(SAM3V_DATABASE_URL=settings.database_url, DATA_ROOT=str(settings.data_root),
-               RUNS_ROOT=str(settings.runs_root), SAM3V_BROKER_URL=settings.broker_url,
-               SAM3V_GPU_COUNTS="0", SAM3V_SSE_POLL_SECONDS="0.05")
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
-                               "--log-level", "warning"], env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    with uvicorn_app(settings, SAM3V_GPU_COUNTS="0", SAM3V_SSE_POLL_SECONDS="0.05") as base:
         jobstore.migrate(settings)
         headers = {"Authorization": f"Bearer {create_token(settings, 'dora')}"}
         created = httpx.post(base + "/jobs", json=train_body(), headers=headers)
@@ -57,7 +41,3 @@ def test_uvicorn_serves_jobs_and_a_live_event_stream(settings):
                         states.append(data["state"])
         assert states == ["queued", "running", "succeeded"]
         assert httpx.get(f"{base}/jobs/{job_id}", headers=headers).json()["last_metrics"]["loss"]["value"] == 0.9
-    finally:
-        server.terminate()
-        _, err = server.communicate(timeout=10)
-    assert "Traceback" not in err, err

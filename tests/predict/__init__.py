@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from sam3_video.data import masks as rle_masks
+from tests.support.configs import with_overrides
 
 VIDEO = "synthetic-val/JPEGImages/video_000"  # a held-out synthetic demo video
 PHRASES = ["red square", "blue circle"]
@@ -24,12 +25,7 @@ def predict_config(**overrides) -> dict:
     cfg = {"task": "detect", "model": {"preset": "tiny"},
            "data": {"video": VIDEO, "phrases": PHRASES}, "score_threshold": 0.0,
            "max_masklets": 3, "gpus": 0}
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 def run_in_process(data_root: Path, cfg: dict, run_dir: Path) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sam3_video.data import write_synthetic
+from tests.support.configs import with_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -50,12 +51,7 @@ def tiny_train_config(**overrides) -> dict:
         "keep_last": 3,
         "gpus": 0,
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 @dataclass
