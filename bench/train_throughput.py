@@ -24,17 +24,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sam3_video.backbone.presets import preset_dims
 from sam3_video.config import ModelConfig
-from sam3_video.data import collate, make_video_dataset, write_synthetic
+from sam3_video.data import collate, make_video_dataset, move_to, write_synthetic
 from sam3_video.detector.build import build_model
 from sam3_video.detector.loss import build_detection_loss
 
 
-def move_batch(batch, device):
-    """BatchedDatapoint -> device (tensors inside its dataclasses and lists)."""
-    if device.type == "cpu":
-        return batch
-    from sam3.train.utils.train_utils import copy_data_to_device
-    return copy_data_to_device(batch, device)
 
 
 def sync(device):
@@ -78,7 +72,7 @@ def main(argv=None) -> int:
         for frames in args.frames:
             dataset = make_video_dataset(tmp, image_size=image_size, frames_per_clip=frames)
             dataset.set_curr_epoch(0)
-            batch = move_batch(collate([dataset[i] for i in range(args.clips)]), device)
+            batch = move_to(collate([dataset[i] for i in range(args.clips)]), device)
             paths = {"batched": model.forward, "per_frame": model.forward_per_frame}
             losses = {name: train_step(model, fwd, loss_fn, batch, autocast)  # warm-up
                       for name, fwd in paths.items()}
