@@ -4,6 +4,10 @@ Every video holds two objects with different noun phrases: first a "target", the
 "distractor" (for tracker training) that the target occludes where they overlap. In every third video (video 0 included) the distractor crosses the
 frame from outside to outside, so it is absent (null) in its first and last frames.
 Deterministic for a seed: the same arguments write byte-identical files.
+
+Two phrase sets: PHRASES (the default: the demo's and the tests' data) and NOVEL_PHRASES,
+the same colours on other shapes under new phrases, a new distribution to fine-tune a model
+trained on the first (`phrase_set="novel"`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,13 @@ PHRASES = (
     ("green triangle", "triangle", (40, 190, 60)),
     ("yellow circle", "circle", (235, 215, 40)),
 )
+NOVEL_PHRASES = (  # the same colour words on new shapes: what a fine-tune must add
+    ("red diamond", "diamond", (220, 40, 40)),
+    ("blue cross", "cross", (40, 70, 230)),
+    ("green ring", "ring", (40, 190, 60)),
+    ("yellow bar", "bar", (235, 215, 40)),
+)
+PHRASE_SETS = {"default": PHRASES, "novel": NOVEL_PHRASES}
 
 
 def _shape_mask(shape: str, cx: float, cy: float, size: float, height: int, width: int) -> np.ndarray:
@@ -34,9 +45,22 @@ def _shape_mask(shape: str, cx: float, cy: float, size: float, height: int, widt
         inside = (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
     elif shape == "circle":
         inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= half ** 2
-    else:  # triangle pointing up: inside the bottom edge and both slanted edges
+    elif shape == "triangle":  # pointing up: inside the bottom edge and both slanted edges
         rel_y = (yy - (cy - half)) / size  # 0 at the apex, 1 at the base
         inside = (rel_y >= 0) & (rel_y <= 1) & (np.abs(xx - cx) <= rel_y * half)
+    elif shape == "diamond":
+        inside = np.abs(xx - cx) + np.abs(yy - cy) <= half
+    elif shape == "cross":  # a plus sign with arms a third of the size wide
+        arm = size / 6
+        box = (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
+        inside = box & ((np.abs(xx - cx) <= arm) | (np.abs(yy - cy) <= arm))
+    elif shape == "ring":
+        r2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        inside = (r2 <= half ** 2) & (r2 >= (half * 0.55) ** 2)
+    elif shape == "bar":  # a horizontal bar a third as tall as it is wide
+        inside = (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half / 3)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
     return inside
 
 
@@ -54,22 +78,25 @@ def _trajectory(rng: np.random.Generator, frames: int, height: int, width: int, 
 
 
 def write_synthetic(out_dir: str | Path, videos: int = 8, frames: int = 8, seed: int = 0,
-                    height: int = 96, width: int = 128) -> Path:
-    """Write `videos` clips of `frames` frames to out_dir (annotations.json + JPEGImages/).
-    Returns the annotation file's path."""
+                    height: int = 96, width: int = 128, phrase_set: str = "default") -> Path:
+    """Write `videos` clips of `frames` frames to out_dir (annotations.json + JPEGImages/),
+    their objects drawn from PHRASE_SETS[phrase_set]. Returns the annotation file's path."""
+    if phrase_set not in PHRASE_SETS:
+        raise ValueError(f"phrase_set: unknown set {phrase_set!r}; one of {sorted(PHRASE_SETS)}")
+    phrases = PHRASE_SETS[phrase_set]
     if videos < 1 or frames < 1:
         raise ValueError("videos and frames must be at least 1")
     if height < 32 or width < 32:
         raise ValueError("height and width must be at least 32 pixels")
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
-    categories = [{"id": i + 1, "name": name} for i, (name, _, _) in enumerate(PHRASES)]
+    categories = [{"id": i + 1, "name": name} for i, (name, _, _) in enumerate(phrases)]
     video_records, annotations = [], []
     size_lo, size_hi = min(height, width) * 0.2, min(height, width) * 0.35
     for v in range(videos):
         name = f"video_{v:03d}"
         (out_dir / IMAGE_DIR / name).mkdir(parents=True, exist_ok=True)
-        target_cat, distractor_cat = rng.choice(len(PHRASES), size=2, replace=False)
+        target_cat, distractor_cat = rng.choice(len(phrases), size=2, replace=False)
         # Only clips of 3+ frames can show an object outside, inside and outside again.
         crossing = v % 3 == 0 and frames >= 3
         objects = []  # the target first: it is drawn on top of the distractor
@@ -82,12 +109,12 @@ def write_synthetic(out_dir: str | Path, videos: int = 8, frames: int = 8, seed:
         for t in range(frames):
             noise = rng.normal(0.0, 18.0, (height, width, 3))
             image = np.clip(np.full((height, width, 3), 110.0) + noise, 0, 255)
-            masks = [_shape_mask(PHRASES[cat][1], *path[t], size, height, width)
+            masks = [_shape_mask(phrases[cat][1], *path[t], size, height, width)
                      for cat, size, path in objects]
             for i, ((cat, _, _), track) in enumerate(zip(objects, tracks)):
                 # Earlier objects lie on top: the mask is the part that stays visible.
                 mask = masks[i] & ~np.logical_or.reduce([np.zeros_like(masks[i])] + masks[:i])
-                image[mask] = PHRASES[cat][2]
+                image[mask] = phrases[cat][2]
                 if mask.any():
                     rle = to_rle(mask)
                     track["bboxes"].append(bbox(rle))

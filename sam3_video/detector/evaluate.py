@@ -10,6 +10,16 @@ the model at a time (as the tracker's evaluation), and returns one Detection per
 query per frame. `score_frames` computes COCO-style AP per frame with sam3.eval's
 pycocotools evaluator. `score_video` links the same detections into masklets and scores
 them with sam3_video.metrics (mAP, HOTA, cgF1, J&F, ...), frame AP included.
+
+Masklets come from sam3_video.metrics.linking (mask IoU plus constant-velocity motion,
+Hungarian; ground truth fed through it scores 1 on every metric), the same linking that
+prediction jobs use. Not from sam3's own video inference (Sam3VideoInference, which
+build_sam3_video_model wires): there every masklet's mask after its first frame is the
+tracker's propagated mask (Sam3VideoBase.build_outputs), and a detect job trains no
+tracker. A tiny detect job has no tracker and no tracker neck at all (random init), so its
+masklets would measure a random tracker, not the detector being fine-tuned; for the sam3
+preset the base tracker learned on the base ViT trunk, which detect training changes by
+default (the pairing `export --base` refuses).
 """
 from __future__ import annotations
 

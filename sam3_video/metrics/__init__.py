@@ -3,7 +3,7 @@
     j_and_f.py       J&F (region IoU and boundary F) per object, and over a dataset's masklets
     saco.py          sam3's video evaluator suite (mAP, phrase AP, HOTA, TETA, cgF1), sandboxed
     ground_truth.py  a native dataset as sam3.eval's ground truth; the perfect prediction set
-    linking.py       per-frame detections of one (video, phrase) -> masklets (IoU, Hungarian)
+    linking.py       per-frame detections of one (video, phrase) -> masklets (IoU + motion, Hungarian)
     scoring.py       every metric of a prediction set, plus the headline map
 
     link_detections(frame_detections, video_id=, category_id=)  per-frame detections -> masklets

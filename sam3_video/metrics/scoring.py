@@ -109,15 +109,17 @@ def score_predictions(dataset_dir: str | Path, predictions: list[dict],
 def score_detections(dataset_dir: str | Path, detections: list[dict], *,
                      link_threshold: float = 0.05, score_threshold: float = 0.5) -> dict:
     """The detector-only path end to end: link flat per-frame detections into masklets
-    (IoU + Hungarian), then score_predictions. Returns its results plus "linking" and
-    "predictions" (the masklets).
+    (sam3_video.metrics.linking), then score_predictions. Returns its results plus
+    "linking" and "predictions" (the masklets).
 
-    link_threshold is the score a detection needs to START a masklet. It is low on purpose:
-    AP ranks every candidate, so dropping weak masklets early would only lower it;
-    HOTA, cgF1 and J&F then apply their 0.5 threshold to the masklet scores."""
+    link_threshold is the score a detection needs to start or extend a masklet. It is low
+    on purpose: AP ranks every candidate, so dropping weak masklets early would only lower
+    it; HOTA, cgF1 and J&F then apply their 0.5 threshold to the masklet scores (the mean
+    of each masklet's confident frames, see linking)."""
     annotations = ground_truth.load_annotations(dataset_dir)
     lengths = {v["id"]: len(v["file_names"]) for v in annotations["videos"]}
-    predictions = linking.link_dataset_detections(detections, lengths, score_threshold=link_threshold)
+    predictions = linking.link_dataset_detections(detections, lengths, score_threshold=link_threshold,
+                                                  extend_threshold=link_threshold)
     results = score_predictions(dataset_dir, predictions, score_threshold=score_threshold)
     results["linking"] = linking.LINKING_METHOD
     results["predictions"] = predictions

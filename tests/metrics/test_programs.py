@@ -19,7 +19,7 @@ def test_eval_job_writes_results_predictions_and_metric_line(data_root, tmp_path
 
     results = json.loads((run_dir / "results.json").read_text())
     assert _in_unit_interval(results["metrics"], HEADLINE_KEYS)
-    assert results["linking"] == "iou-hungarian"
+    assert results["linking"] == "iou-motion-hungarian"
     video = results["video_metrics"]
     assert "video_mask_mAP_50_95" in video["saco"] and "video_mask_all_phrase_HOTA" in video["saco"]
     gt_objects = json.loads((data_root / "synthetic-val" / "annotations.json").read_text())["annotations"]

@@ -60,11 +60,20 @@ def test_train_tiny_example_learns_and_shows_base_vs_final(example_run):
     base, final = evaluation["base"], evaluation["final"]
     for phase in (base, final):
         assert all(0.0 <= phase[k] <= 1.0 for k in HEADLINE), phase
-    # Random init finds nothing. After the example's 200 steps video mask mAP and per-frame
-    # mask AP50 rise on the held-out clips (seeds 0-3 at one thread: mask_ap 0.003-0.094,
-    # frame_mask_ap50 0.08-0.40); HOTA and J&F need longer runs than an example's minute.
-    assert final["mask_ap"] > base["mask_ap"], (base, final)
-    assert final["frame_mask_ap50"] > base["frame_mask_ap50"] + 0.05, (base, final)
+    # Issue 12: the demo shows learning on the video metrics, the thresholded HOTA and J&F
+    # (masklets scoring >= 0.5) included; cgF1 below.
+    rising = ("mask_ap", "hota", "j_and_f")
+    assert {k: final[k] for k in rising if not final[k] > max(base[k], 0.0)} == {}, (base, final)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 12, open: after the example's 200 steps from "
+                   "random init the tiny detector's scores carry no presence (about 0.45 on "
+                   "present and absent phrases alike), so cgF1's image-level MCC stays 0")
+def test_train_tiny_example_raises_cgf1(example_run):
+    _, run_dir = example_run("train_tiny")
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["final"]["cgf1"] > max(evaluation["base"]["cgf1"], 0.0), evaluation
 
 
 @pytest.mark.slow
