@@ -93,6 +93,13 @@ class MetricValue(BaseModel):
     time: float
 
 
+class SlurmRun(BaseModel):
+    """Where a SLURM worker ran the attempt (from RUN_DIR/slurm/job-<attempt>.json)."""
+    job_id: str = Field(description="the SLURM job id (squeue, scontrol show job, sacct -j)")
+    nodes: list[str] = Field(description="the nodes SLURM allocated; empty while pending")
+    state: str = Field(description="the SLURM job state as last seen by the worker")
+
+
 class AttemptOut(BaseModel):
     number: int
     worker_id: str | None
@@ -100,6 +107,7 @@ class AttemptOut(BaseModel):
     finished_at: str | None
     outcome: str | None
     reason: str | None
+    slurm: SlurmRun | None = Field(default=None, description="attempts run through SLURM")
 
 
 class JobOut(BaseModel):
@@ -110,6 +118,7 @@ class JobOut(BaseModel):
     owner: str
     priority: int
     gpus: int
+    nodes: int = Field(default=1, description="machines the job spans; gpus is per node")
     queue: str
     attempt: int
     max_attempts: int

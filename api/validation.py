@@ -55,7 +55,13 @@ def validate_job(body: JobCreate, settings: Settings, engine: Engine,
                         "only lower it")
     if body.webhook_url is not None and (reason := webhook_url_problem(body.webhook_url, settings)):
         problems.append(f"webhook_url: {reason}")
-    if config.gpus not in settings.gpu_counts:
+    nodes = getattr(config, "nodes", 1)
+    if nodes > 1 and config.gpus not in settings.slurm_gpu_counts:
+        problems.append(f"nodes: {nodes} nodes need a SLURM worker, and no SLURM worker queue "
+                        f"serves {config.gpus} GPU(s) per node; SLURM sizes: "
+                        f"{sorted(settings.slurm_gpu_counts)} (SAM3V_SLURM_GPU_COUNTS; empty: "
+                        "this server runs single-node jobs only)")
+    elif nodes == 1 and config.gpus not in settings.gpu_counts:
         problems.append(f"gpus: no worker queue serves {config.gpus} GPU(s); available sizes: "
                         f"{sorted(settings.gpu_counts)} (0 = CPU)")
     if problems:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import jobstore
-from api.schemas import AttemptOut, Failure, JobOut, MetricValue, Progress
-from sam3_video.run_layout import EVALUATION_FILE, job_dir
+from api.schemas import AttemptOut, Failure, JobOut, MetricValue, Progress, SlurmRun
+from sam3_video.run_layout import EVALUATION_FILE, job_dir, slurm_record_path
 
 ETA_WINDOW = 20  # recent steps used for the rate
 ETA_METRIC = "loss"  # every training step logs it
@@ -99,6 +99,18 @@ def evaluation(session: Session, job: jobstore.Job, run_dir: Path) -> dict | Non
     return {"base": base, "final": final, "delta": delta}
 
 
+def slurm_run(run_dir: Path | None, attempt: int) -> SlurmRun | None:
+    """The SLURM job of an attempt, as its worker recorded it; None for a local run."""
+    if run_dir is None:
+        return None
+    try:
+        data = json.loads(slurm_record_path(run_dir, attempt).read_text())
+        return SlurmRun(job_id=str(data["slurm_job_id"]), nodes=list(data.get("nodes") or []),
+                        state=str(data.get("state", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def job_out(job: jobstore.Job, owner: str, session: Session | None = None,
             run_dir: Path | None = None) -> JobOut:
     """The job's JSON. With a session and the job's run directory: the detail view (ETA,
@@ -111,7 +123,7 @@ def job_out(job: jobstore.Job, owner: str, session: Session | None = None,
                if job.state in ("failed", "cancelled") else None)
     out = JobOut(
         id=job.id, kind=job.kind, name=job.name, state=job.state, owner=owner,
-        priority=job.priority, gpus=job.gpus, queue=job.queue, attempt=job.attempt,
+        priority=job.priority, gpus=job.gpus, nodes=job.nodes, queue=job.queue, attempt=job.attempt,
         max_attempts=job.max_attempts, time_limit_s=job.time_limit_s,
         webhook_url=job.webhook_url,
         created_at=iso(job.created_at),
@@ -126,7 +138,8 @@ def job_out(job: jobstore.Job, owner: str, session: Session | None = None,
         out.evaluation = evaluation(session, job, run_dir)
         out.attempts = [AttemptOut(number=a.number, worker_id=a.worker_id,
                                    started_at=iso(a.started_at), finished_at=iso(a.finished_at),
-                                   outcome=a.outcome, reason=a.reason)
+                                   outcome=a.outcome, reason=a.reason,
+                                   slurm=slurm_run(run_dir, a.number))
                         for a in session.scalars(select(jobstore.Attempt)
                                                  .where(jobstore.Attempt.job_id == job.id)
                                                  .order_by(jobstore.Attempt.number))]

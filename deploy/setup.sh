@@ -18,6 +18,9 @@ ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
 # chromium: the dashboard's browser test (tests/ui) drives it through playwright-core.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# slurm-wlm + munge: tests/slurm starts a real SLURM cluster (slurmctld, two slurmd).
+command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+command -v munged >/dev/null 2>&1 || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq

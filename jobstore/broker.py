@@ -76,13 +76,13 @@ def celery_client(settings: Settings) -> Celery:
 
 
 def enqueue(settings: Settings, job_id: int, gpus: int, *, priority: int = 0,
-            engine: Engine | None = None) -> bool:
+            engine: Engine | None = None, nodes: int = 1) -> bool:
     """Send the run message (with the job's `priority`, see the module docstring) and note
     when (jobstore.mark_enqueued). False, and a log line, if the broker is unreachable:
     the job stays queued and the reaper re-sends it later."""
     try:
         celery_client(settings).send_task(
-            TASK_NAME, args=[job_id], queue=queue_name(gpus), priority=redis_priority(priority),
+            TASK_NAME, args=[job_id], queue=queue_name(gpus, nodes), priority=redis_priority(priority),
             retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2,
                                       "interval_step": 0.2, "interval_max": 0.5})
     except Exception as err:  # any transport error: the reaper re-sends later
@@ -117,6 +117,7 @@ def queue_depths(settings: Settings) -> dict[str, int]:
     one per priority step)."""
     client = _redis(settings)
     names = [queue_name(g) for g in settings.gpu_counts]
+    names += [queue_name(g, nodes=2) for g in settings.slurm_gpu_counts]  # multi-node queues
     with client.pipeline(transaction=False) as pipe:
         for name in names:
             for key in queue_keys(name):

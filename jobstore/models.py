@@ -84,6 +84,11 @@ class Job(Base):
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
+    @property
+    def nodes(self) -> int:
+        """Machines the job spans (its spec's `nodes`; specs without one run on one)."""
+        return int((self.config or {}).get("nodes", 1))
+
 
 class Attempt(Base):
     __tablename__ = "attempts"

@@ -50,7 +50,7 @@ def requeue(job: Job, reason: str, settings: Settings, *, engine: Engine | None 
     it does not count against max_attempts."""
     engine = engine if engine is not None else get_engine(settings)
     if requeue_job(job.id, job.attempt, reason, engine=engine):
-        enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine)
+        enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine, nodes=job.nodes)
         return "requeued"
     return settle_cancel(job, engine=engine)
 

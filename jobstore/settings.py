@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,6 +61,24 @@ class Settings(BaseSettings):
     worker_queue: str = Field(default="", description="overrides the queue derived from worker_gpus")
     # Between SIGTERM (the trainer checkpoints) and SIGKILL, on cancel and on worker stop.
     cancel_grace_s: float = Field(default=30.0, gt=0)
+    # How the worker starts a trainer (worker/launchers): "local" runs torchrun on this
+    # host; "slurm" submits it with sbatch to a SLURM cluster sharing RUNS_ROOT.
+    launcher: Literal["local", "slurm"] = "local"
+    slurm_partition: str = Field(default="", description="sbatch --partition; empty: the cluster's default")
+    slurm_account: str = Field(default="", description="sbatch --account; empty: the user's default")
+    slurm_time_limit: str = Field(default="", description="sbatch --time, e.g. 2-00:00:00; empty: the partition's")
+    slurm_extra_options: str = Field(
+        default="", description="more sbatch options, split like a shell does, e.g. "
+                                "'--qos=normal --constraint=a100 --cpus-per-task=8'")
+    slurm_poll_s: float = Field(default=2.0, gt=0, description="how often the worker asks "
+                                "scontrol about its job")
+    slurm_rdzv_port: int = Field(default=29400, ge=1024, le=65000,
+                                 description="base of the c10d rendezvous port on a job's first "
+                                             "node (plus SLURM job id mod 1000)")
+    # The API's side: GPU counts (per node) that a SLURM worker's queue serves. Multi-node
+    # jobs (nodes > 1) are accepted only for these; empty: no multi-node jobs.
+    slurm_gpu_counts: Annotated[list[int], NoDecode] = Field(
+        default=[], description="GPU counts per node some SLURM worker serves (multi-node jobs)")
     # Limits. POST /jobs and retry past the per-user limit get 429; the worker's
     # supervisor enforces the time limit and the run-directory quota (reason kinds
     # "time_limit" and "disk_quota", never retried).
@@ -101,7 +119,8 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_poll_s: float = Field(default=0.5, gt=0, description="how often due deliveries are sent")
 
-    _split_lists = field_validator("cors_origins", "gpu_counts", "webhook_allowed_hosts", mode="before")(_comma_list)
+    _split_lists = field_validator("cors_origins", "gpu_counts", "webhook_allowed_hosts",
+                                   "slurm_gpu_counts", mode="before")(_comma_list)
 
     @model_validator(mode="after")
     def _defaults_under_home(self):

@@ -321,6 +321,9 @@ class TrainConfig(Strict):
     log_every: int = Field(default=1, ge=1, le=MAX_STEPS)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     gpus: int = Field(default=1, ge=0, le=64, description="0 runs on CPU processes")
+    nodes: int = Field(default=1, ge=1, le=1024,
+                       description="machines the job spans (gpus is per node); more than 1 "
+                                   "runs through a SLURM worker")
 
     @model_validator(mode="after")
     def _image_size_fits_preset(self):

@@ -10,6 +10,8 @@ One job, one directory, ``RUNS_ROOT/job-<id>`` (derived from the id, never store
                           job's {"video", "frames", ..., "masklets"}
     overlays/             a predict job's masks drawn on the video: <video>.mp4, <video>.png
     logs/attempt-N.log    stdout + stderr of attempt N
+    slurm/job-N.sbatch    attempt N's batch script (SLURM launcher); slurm/job-N.json its
+                          SLURM job id, nodes and state
     checkpoints/step_NNNNNNN.pt
 
 Writers (trainer, evaluator, worker) and readers (worker, API) import these names from
@@ -32,6 +34,7 @@ TENSORBOARD_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_(\d{7})\.pt$")
 LATEST = "latest"
+SLURM_DIR = "slurm"
 
 
 def job_dir(runs_root: str | os.PathLike, job_id: int) -> Path:
@@ -41,6 +44,15 @@ def job_dir(runs_root: str | os.PathLike, job_id: int) -> Path:
 
 def log_path(run_dir: str | os.PathLike, attempt: int) -> Path:
     return Path(run_dir) / LOG_DIR / f"attempt-{int(attempt)}.log"
+
+
+def slurm_script_path(run_dir: str | os.PathLike, attempt: int) -> Path:
+    return Path(run_dir) / SLURM_DIR / f"job-{int(attempt)}.sbatch"
+
+
+def slurm_record_path(run_dir: str | os.PathLike, attempt: int) -> Path:
+    """What the SLURM launcher knows of attempt N's SLURM job: {slurm_job_id, nodes, state}."""
+    return Path(run_dir) / SLURM_DIR / f"job-{int(attempt)}.json"
 
 
 def checkpoint_name(step: int) -> str:

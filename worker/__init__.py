@@ -20,6 +20,8 @@ Modules, one job each:
     tasks       run_job: claim, write job.json (paths resolved by sam3_video.config.resolve_paths),
                 launch, supervise, finish or hand to the recovery rule
     launch      build the torchrun argument list and start it (own session, PDEATHSIG)
+    launchers   where the trainer runs, behind one interface: local (launch + proctree)
+                or slurm (sbatch of srun torchrun across nodes, followed with scontrol)
     proctree    process trees: the job's (remember every descendant, terminate them all and
                 confirm) and the local stack's children (used by deploy/launcher.py)
     ingest      tail metrics.jsonl, find new checkpoints, estimate the ETA
@@ -49,6 +51,10 @@ Environment (all read through `jobstore.settings.Settings`, prefix SAM3V_):
                                 the claim makes it a no-op)
     SAM3V_CANCEL_GRACE_S        seconds between SIGTERM (trainer checkpoints) and SIGKILL
                                 on cancel and on worker shutdown (default 30)
+    SAM3V_LAUNCHER              local (torchrun on this host) or slurm (sbatch to a cluster
+                                that mounts RUNS_ROOT; the worker also serves slurm-<queue>)
+    SAM3V_SLURM_PARTITION, SAM3V_SLURM_ACCOUNT, SAM3V_SLURM_TIME_LIMIT,
+    SAM3V_SLURM_EXTRA_OPTIONS   what sbatch is given (deploy/README.md, SLURM section)
 
 Stopping a worker: SIGTERM (docker stop) is a warm shutdown. The running job's trainer
 gets SIGTERM, writes a checkpoint and exits; the job goes back to the queue and its

@@ -49,6 +49,15 @@ def worker_queue(settings: Settings) -> str:
     return settings.worker_queue or queue_name(len(worker_gpu_ids(settings)))
 
 
+def worker_queues(settings: Settings) -> list[str]:
+    """Every queue the worker serves: its own, and for a SLURM worker (SAM3V_LAUNCHER=slurm,
+    SAM3V_WORKER_GPUS = the GPUs per node its jobs get) the multi-node jobs' queue too."""
+    queues = [worker_queue(settings)]
+    if settings.launcher == "slurm":
+        queues.append(queue_name(len(worker_gpu_ids(settings)), nodes=2))
+    return queues
+
+
 def worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 

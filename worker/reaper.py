@@ -76,13 +76,14 @@ def _resend_stale(counts: dict[str, int], settings: Settings, older_than_s: floa
     waiting: dict[str, set[int]] = {}  # queue -> jobs with a message in Redis, read once a pass
     for job in stale:
         # The queue it was sent to (jobs.queue) and the one a re-send would go to.
-        queues = sorted({job.queue, queue_name(job.gpus)})
+        queues = sorted({job.queue, queue_name(job.gpus, job.nodes)})
         for queue in queues:
             if queue not in waiting:
                 waiting[queue] = broker.waiting_job_ids(settings, queue, delivered_since)
         if any(job.id in waiting[queue] for queue in queues):
             counts["waiting"] += 1
             continue
-        if not broker.enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine):
+        if not broker.enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine,
+                              nodes=job.nodes):
             return  # the broker is likely down for all of them; next pass
         counts["resent"] += 1

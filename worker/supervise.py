@@ -1,6 +1,7 @@
 """The supervision loop of one attempt: one thread, one tick a second.
 
-Each tick: record new descendants, feed new metrics and checkpoints to the job store,
+The trainer is a `Launch` (worker/launchers: torchrun on this host, or a SLURM job).
+Each tick: let the launch look at its processes, feed new metrics and checkpoints to the job store,
 check the job's limits (worker/limits.py: running time, run-directory disk use) and
 every few seconds renew the lease. It ends when the trainer exits, or stops the trainer
 itself when the job is cancelled, the lease is lost, the worker shuts down or a limit
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import bisect
 import logging
-import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from sqlalchemy import select
 import jobstore
 from sam3_video.run_layout import CHECKPOINT_DIR, METRICS_FILE
 from worker.ingest import CheckpointScanner, MetricsTail, StepRate, metric_rows
+from worker.launchers import Interruption, Launch
 from worker.limits import Limits
-from worker.proctree import ProcessTree
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ class Outcome:
     exit_code: int | None
     # None | "cancel" | "lease_lost" | "shutdown" | "time_limit" | "disk_quota"
     stopped_by: str | None = None
-    survivors: tuple[int, ...] = ()
+    survivors: tuple[int | str, ...] = ()
     message: str | None = None      # why a limit stopped it (the job's failure reason)
+    # The cluster ended it (node failure, preemption): resumed from the newest checkpoint.
+    interrupted: Interruption | None = None
 
 
 def attempt_starts(job_id: int) -> list[tuple[float, int]]:
@@ -52,15 +55,40 @@ def registered_checkpoints(job_id: int) -> set[str]:
         return set(s.scalars(select(jobstore.Checkpoint.name).where(jobstore.Checkpoint.job_id == job_id)))
 
 
+@contextmanager
+def lease_kept(job_id: int, attempt: int, lease_seconds: float, keep: bool = True):
+    """Renew the lease from a thread while the block runs (stopping a trainer, or a SLURM
+    launcher waiting for an earlier attempt's job to go), so the reaper does not requeue
+    the job under us meanwhile."""
+    if not keep:
+        yield
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(min(5.0, lease_seconds / 3)):
+            try:
+                jobstore.renew_lease(job_id, attempt, lease_seconds)
+            except Exception:  # the next renewal tries again; the reaper is the backstop
+                log.exception("job %s: renewing the lease in the background failed", job_id)
+
+    keeper = threading.Thread(target=renew, daemon=True, name=f"lease-job-{job_id}")
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+
+
 class Supervisor:
     def __init__(self, job_id: int, attempt: int, max_steps: int | None, run_dir: Path,
-                 proc: subprocess.Popen, *, lease_seconds: float, cancel_grace_s: float,
+                 launched: Launch, *, lease_seconds: float, cancel_grace_s: float,
                  stop_requested: threading.Event, tick_s: float = 1.0,
                  limits: Limits | None = None):
         self.job_id, self.attempt, self.max_steps = job_id, attempt, max_steps
         self.run_dir = run_dir
-        self.proc = proc
-        self.tree = ProcessTree(proc)
+        self.launched = launched
         self.lease_seconds = lease_seconds
         self.renew_every = min(5.0, lease_seconds / 3)
         self.cancel_grace_s = cancel_grace_s
@@ -81,11 +109,11 @@ class Supervisor:
     def run(self) -> Outcome:
         next_renew = time.monotonic() + self.renew_every
         while True:
-            self.tree.refresh()
-            exit_code = self.proc.poll()
+            self.launched.refresh()
+            exit_code = self.launched.poll()
             if exit_code is not None:
                 self.final_ingest()
-                return Outcome(exit_code)
+                return Outcome(exit_code, interrupted=self.launched.interruption())
             self.ingest()
             if self.stop_requested.is_set():
                 return self.stop("shutdown")
@@ -98,10 +126,7 @@ class Supervisor:
                 reason = self.renew()
                 if reason:
                     return self.stop(reason)
-            try:  # sleep one tick, but wake the moment the trainer exits
-                self.proc.wait(timeout=self.tick_s)
-            except subprocess.TimeoutExpired:
-                pass
+            self.launched.wait(self.tick_s)  # one tick, or less if the trainer exits
 
     def renew(self) -> str | None:
         """Renew the lease; the reason to stop, if any."""
@@ -127,27 +152,10 @@ class Supervisor:
         # The trainer may take SAM3V_CANCEL_GRACE_S to checkpoint, longer than a lease:
         # keep the lease meanwhile, or the reaper requeues the job under us (and a job
         # stopped by a limit would run again). A lost lease is not ours to keep.
-        done = threading.Event()
-        keeper = None
-        if reason != "lease_lost":
-            keeper = threading.Thread(target=self._keep_lease, args=(done,), daemon=True,
-                                      name=f"lease-job-{self.job_id}")
-            keeper.start()
-        try:
-            survivors = self.tree.terminate(self.cancel_grace_s)
+        with lease_kept(self.job_id, self.attempt, self.lease_seconds, keep=reason != "lease_lost"):
+            survivors = self.launched.terminate(self.cancel_grace_s)
             self.final_ingest()  # includes the checkpoint written on SIGTERM
-        finally:
-            done.set()
-            if keeper is not None:
-                keeper.join()
-        return Outcome(self.proc.poll(), reason, tuple(survivors), message)
-
-    def _keep_lease(self, done: threading.Event) -> None:
-        while not done.wait(self.renew_every):
-            try:
-                jobstore.renew_lease(self.job_id, self.attempt, self.lease_seconds)
-            except Exception:  # the next renewal tries again; the reaper is the backstop
-                log.exception("job %s: renewing the lease while stopping failed", self.job_id)
+        return Outcome(self.launched.poll(), reason, tuple(survivors), message)
 
     def final_ingest(self, tries: int = 5) -> None:
         """After the trainer exited there is no next tick: retry a busy database."""

@@ -1,9 +1,9 @@
 """The task: one delivery of "please run job N".
 
 claim (a duplicate delivery finds nothing to claim and returns) -> write RUN_DIR/job.json
--> launch torchrun -> supervise -> finish: succeeded, failed with a classified reason,
-cancelled, or back to the queue for another attempt (the trainer resumes from its
-latest checkpoint by itself).
+-> launch torchrun (worker/launchers: on this host, or as a SLURM job) -> supervise ->
+finish: succeeded, failed with a classified reason, cancelled, or back to the queue for
+another attempt (the trainer resumes from its latest checkpoint by itself).
 """
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from jobstore.checkpoints import previous_checkpoint
 from jobstore.settings import Settings, get_settings
 from sam3_video import exit_codes
 from sam3_video.config import ConfigError, EvalConfig, TrainConfig, parse_config, resolve_paths
-from sam3_video.run_layout import JOB_FILE, job_dir, log_path, write_json_atomic
+from sam3_video.run_layout import JOB_FILE, job_dir, write_json_atomic
 from worker import launch
+from worker.launchers import launcher_for
 from worker.celery_app import app, cancel_grace_s, worker_gpu_ids, worker_id
 from worker.limits import Limits
-from worker.supervise import Outcome, Supervisor
+from worker.supervise import Outcome, Supervisor, lease_kept
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ def run(job_id: int, settings: Settings | None = None) -> str:
             broker.enqueue(settings, job.id, job.gpus, priority=job.priority)
         log.warning("job %s wants %s GPUs, this worker has %s: re-sent", job_id, job.gpus, len(gpu_ids))
         return "misrouted"
+    if job.nodes > 1 and settings.launcher != "slurm":  # only a SLURM worker spans nodes
+        if job.state == "queued":
+            broker.enqueue(settings, job.id, job.gpus, priority=job.priority, nodes=job.nodes)
+        log.warning("job %s wants %s nodes, this worker runs on one: re-sent", job_id, job.nodes)
+        return "misrouted"
     claimed = jobstore.claim_job(job_id, worker_id(settings), settings.lease_seconds)
     if claimed is None:
         log.info("job %s is %s, not queued: duplicate delivery, nothing to do", job_id, job.state)
@@ -94,16 +100,19 @@ def run_attempt(job: jobstore.Job, settings: Settings, gpu_ids: list[int]) -> st
         return "failed:config"
     write_job_file(run_dir, job, config)
     env = launch.child_env(settings.data_root, settings.runs_root, gpu_ids)
-    proc = launch.start(job.kind, max(1, job.gpus), run_dir, job.attempt, env)
+    # Starting may wait (a SLURM launcher first stops an earlier attempt's job): keep the lease.
+    with lease_kept(job.id, job.attempt, settings.lease_seconds):
+        launched = launcher_for(settings).start(job.kind, job.gpus, job.nodes, run_dir,
+                                                job.attempt, env)
     supervisor = Supervisor(job.id, job.attempt, getattr(config, "max_steps", None), run_dir,
-                            proc, lease_seconds=settings.lease_seconds,
+                            launched, lease_seconds=settings.lease_seconds,
                             cancel_grace_s=cancel_grace_s(settings), stop_requested=STOP_REQUESTED,
                             limits=Limits.for_job(job, run_dir, settings))
     try:
         outcome = supervisor.run()
     finally:
-        supervisor.tree.kill()  # whatever happened above, no process of this attempt stays
-    return finish(job, outcome, log_path(run_dir, job.attempt), settings)
+        launched.kill()  # whatever happened above, no process of this attempt stays
+    return finish(job, outcome, launched.log_path, settings)
 
 
 # ---------------------------------------------------------------- job.json
@@ -190,6 +199,10 @@ def finish(job: jobstore.Job, outcome: Outcome, log_file: Path, settings: Settin
         if jobstore.finish_job(job.id, job.attempt, "failed", outcome.stopped_by, outcome.message):
             return f"failed:{outcome.stopped_by}"
         return recovery.settle_cancel(job)
+    if outcome.interrupted is not None:  # the cluster ended it, not the trainer
+        if outcome.interrupted.kind == "preempted":  # nobody's failure: not counted
+            return recovery.requeue(job, outcome.interrupted.message, settings)
+        return recovery.retry_or_fail(job, outcome.interrupted.message, settings)
     tail = log_tail(log_file)
     code = trainer_exit_code(outcome.exit_code, tail)
     if code == 0:

@@ -87,7 +87,7 @@ def create_job(body: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)], 
                 job = jobstore.create_job(
                     s, owner_id=caller.id, kind=body.kind, name=body.name,
                     config=config.model_dump(mode="json"), gpus=config.gpus,
-                    queue=queue_name(config.gpus), priority=body.priority,
+                    queue=queue_name(config.gpus, getattr(config, "nodes", 1)), priority=body.priority,
                     max_attempts=settings.max_attempts, time_limit_s=body.time_limit_s,
                     webhook_url=body.webhook_url)
                 if idempotency_key:
@@ -104,7 +104,7 @@ def create_job(body: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)], 
     if earlier is not None:
         return _replayed(response, engine, settings, earlier)
     # After commit: the row is the truth even if this send is lost (the reaper re-sends).
-    broker.enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine)
+    broker.enqueue(settings, job.id, job.gpus, priority=job.priority, engine=engine, nodes=job.nodes)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, caller.name)
 
@@ -183,7 +183,8 @@ def retry_job(job: VisibleJob, settings: SettingsDep, engine: EngineDep) -> JobO
     retried = jobstore.retry_job(job.id, settings.max_attempts, engine=engine)
     if retried is None:
         raise ApiError(409, f"job {job.id} is {job.state}; only failed or cancelled jobs can be retried")
-    broker.enqueue(settings, retried.id, retried.gpus, priority=retried.priority, engine=engine)
+    broker.enqueue(settings, retried.id, retried.gpus, priority=retried.priority, engine=engine,
+                   nodes=retried.nodes)
     return job_detail(engine, retried, settings.runs_root)
 
 
