@@ -133,6 +133,19 @@ DEFAULT_LORA_TARGETS = [
     "transformer.decoder.layers.*.linear1",
     "transformer.decoder.layers.*.linear2",
 ]
+# A track job's default (task "track" fills it in when model.lora.targets is unset): the
+# tracker's memory attention (self and cross attention, feed-forward) and the two-way
+# transformer of its SAM mask decoder (attention and MLP). The shared ViT trunk stays as
+# the detector learned it.
+DEFAULT_TRACK_LORA_TARGETS = [
+    "tracker.transformer.encoder.layers.*.self_attn.*_proj",
+    "tracker.transformer.encoder.layers.*.cross_attn_image.*_proj",
+    "tracker.transformer.encoder.layers.*.linear1",
+    "tracker.transformer.encoder.layers.*.linear2",
+    "tracker.sam_mask_decoder.transformer.*_proj",
+    "tracker.sam_mask_decoder.transformer.layers.*.mlp.lin1",
+    "tracker.sam_mask_decoder.transformer.layers.*.mlp.lin2",
+]
 
 
 class LoraConfig(Strict):
@@ -146,7 +159,10 @@ class LoraConfig(Strict):
     dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout on the adapters' input")
     targets: Annotated[list[NamePattern], Field(min_length=1, max_length=MAX_PATTERNS)] = Field(
         default=DEFAULT_LORA_TARGETS,
-        description="module-name globs of the nn.Linear layers that get adapters")
+        description="module-name globs of the nn.Linear layers that get adapters; unset: "
+                    "the task's default (detect: the ViT trunk's attention and MLP and the "
+                    "decoder's feed-forward; track: the tracker's memory attention and its "
+                    "mask decoder's transformer)")
     train: NamePatterns = Field(
         default=[], description="parameter-name globs of the base that train in full next to "
                                 "the adapters (e.g. 'dot_prod_scoring.*'); model.freeze "
@@ -332,6 +348,25 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _preset_training_defaults(self):
         return fill_preset_defaults(self)
+
+    @model_validator(mode="after")
+    def _task_lora_targets(self):
+        return fill_task_lora_targets(self)
+
+
+def fill_task_lora_targets(cfg: "TrainConfig") -> "TrainConfig":
+    """A track job's model.lora without `targets` gets DEFAULT_TRACK_LORA_TARGETS (the
+    field's own default names detector modules). Filled, the field counts as set, so a
+    stored spec re-validates to the same targets."""
+    lora = cfg.model.lora
+    if cfg.task != "track" or lora is None or "targets" in lora.model_fields_set:
+        return cfg
+    lora = lora.model_copy()  # never mutate a caller's instance
+    lora.targets = list(DEFAULT_TRACK_LORA_TARGETS)
+    model = cfg.model.model_copy()
+    object.__setattr__(model, "lora", lora)
+    object.__setattr__(cfg, "model", model)
+    return cfg
 
 
 class EvalDataConfig(Strict):

@@ -12,9 +12,13 @@ sam3_video.weights'; a training checkpoint of either task exports the same way.
 tracker neck after detection-only training) from an upstream sam3.pt, so the result loads
 strictly into build_sam3_video_model.
 
-A LoRA job's checkpoint (model.lora; detect only) is merged first: its base is rebuilt
+A LoRA job's checkpoint (model.lora, detect or track) is merged first: its base is rebuilt
 from the model.init it records and the adapters are folded into the base weights, so the
 file has upstream keys only.
+
+sam3.pt is the model at its preset's image size (sam3: 1008 px). A run at another
+data.image_size holds the ViT trunk's RoPE tables of that size; they are never learned, and
+the export writes the preset size's instead, so the file loads strictly into sam3.
 
 Detector and tracker share one ViT trunk. A detect job trains it by default; the base's
 tracker (and its neck) learned on the base's trunk and would see other features. So when
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from sam3_video.backbone.presets import preset_dims
 from sam3_video.config import ConfigError
 from sam3_video.exit_codes import CONFIG_ERROR
 from sam3_video.lora import lora_of_checkpoint
@@ -73,16 +78,42 @@ def trunk_consumers_from_base(exported: dict, base: dict, added: list[str]) -> l
 
 
 def checkpoint_weights(checkpoint: Path) -> dict:
-    """The model tensors of a checkpoint (or weights file). A LoRA run's checkpoint holds
-    only adapters and what else trained: its base is rebuilt (from the model.init it
-    records, which DATA_ROOT / RUNS_ROOT must reach as in training) and the adapters are
-    merged into it (peft), so the result has the plain keys only, no `lora_` ones."""
+    """The model tensors of a checkpoint (or weights file), as the model at its preset's
+    own image size holds them. A LoRA run's checkpoint holds only adapters and what else
+    trained: its base is rebuilt (from the model.init it records, which DATA_ROOT /
+    RUNS_ROOT must reach as in training) and the adapters are merged into it (peft), so the
+    result has the plain keys only, no `lora_` ones."""
     blob = read_weights_file(checkpoint, "checkpoint")
     if lora_of_checkpoint(blob) is None:
-        return state_dict_of(blob, checkpoint, "checkpoint")
-    from sam3_video.detector.build import merged_lora_checkpoint
+        state = state_dict_of(blob, checkpoint, "checkpoint")
+    else:
+        state = merged_lora_weights(blob)
+    return at_preset_image_size(state, blob)
 
+
+def merged_lora_weights(blob: dict) -> dict:
+    if (blob.get("config") or {}).get("task", "detect") == "track":
+        from sam3_video.tracker.build import merged_lora_checkpoint
+    else:
+        from sam3_video.detector.build import merged_lora_checkpoint
     return merged_lora_checkpoint(blob, field="checkpoint")
+
+
+def at_preset_image_size(state: dict, blob: object) -> dict:
+    """sam3.pt is the model at its preset's image size (sam3: 1008 px, which sam3's
+    builder hard-codes); a run at another data.image_size (e.g. 336 px) holds the trunk's
+    RoPE tables of that size, which are recomputed here (they are never learned)."""
+    config = blob.get("config") if isinstance(blob, dict) else None
+    if not isinstance(config, dict):
+        return state
+    preset = (config.get("model") or {}).get("preset", "tiny")
+    trained_at = (config.get("data") or {}).get("image_size")
+    dims = preset_dims(preset)
+    if trained_at is None or trained_at == dims.image_size:
+        return state
+    from sam3_video.backbone.vision import with_rope_tables
+
+    return with_rope_tables(state, dims, dims.image_size)
 
 
 def export_checkpoint(checkpoint: Path, out: Path, base: Path | None = None,

@@ -8,6 +8,8 @@
   `<name>.lora_A.default.weight` / `<name>.lora_B.default.weight`.
 - `merge_adapters`: peft's merge of every adapter into its base layer, which then takes
   the wrapper's place again: the model's state dict has the plain (upstream) keys.
+  `merged_state_dict` gives the same tensors without touching the model (the tracker's
+  evaluation loads them into sam3's predictor in the middle of training).
 - A LoRA training checkpoint holds only what trains (`trainable_state`) plus a record of
   the frozen base (`base_record`: model.init and the seed of a random init), which a
   resumed run, the exporter and the evaluator rebuild the base from.
@@ -128,6 +130,25 @@ def merge_adapters(model: nn.Module) -> nn.Module:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer.get_base_layer())
     return model
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`model`'s state dict as merge_adapters would leave it (plain keys, each adapted
+    weight = base weight + peft's delta), computed without changing the model. A model
+    without adapters gives its own state dict."""
+    state = model.state_dict()
+    if not any(".lora_" in k for k in state):
+        return state  # (and peft stays unimported)
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wrapped = {n: m for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
+    adapter_keys = tuple(f"{n}.lora_" for n in wrapped)
+    merged = {_base_name(k): v for k, v in state.items() if not k.startswith(adapter_keys)}
+    with torch.no_grad():
+        for name, layer in wrapped.items():
+            weight = layer.get_base_layer().weight
+            merged[f"{name}.weight"] = weight + sum(layer.get_delta_weight(a) for a in layer.active_adapters)
+    return merged
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -33,6 +33,11 @@ BACKBONE_PREFIX = "backbone."   # TrackModel's shared vision backbone (sam3.pt: 
 DDP_PREFIX = "module."          # a state dict taken from a DistributedDataParallel wrapper
 # The detector's tracker (SAM2) neck: in sam3.pt, absent from a detector built without it.
 TRACKER_NECK_PREFIX = "backbone.vision_backbone.sam2_convs."
+# A trunk block's RoPE table (`...trunk.blocks.<i>.attn.freqs_cis`): a buffer that sam3's
+# ViT computes from the image size when it is built and never learns. Its global-attention
+# blocks have one row per patch of the image, so a file made at 1008 px (sam3.pt) holds
+# other shapes than a model built at 336 px; loading keeps the model's own tables.
+ROPE_TABLE = re.compile(r"(?:^|\.)vision_backbone\.trunk\.blocks\.(\d+)\.attn\.freqs_cis$")
 
 
 # ---------------------------------------------------------------------------- reading
@@ -83,6 +88,19 @@ def state_dict_of(blob: object, path: str | os.PathLike, field: str) -> dict[str
 
 
 # ---------------------------------------------------------------------------- layouts
+
+def rope_table_block(key: str) -> int | None:
+    """The trunk block whose RoPE table `key` (of any layout) is, else None."""
+    found = ROPE_TABLE.search(key)
+    return int(found.group(1)) if found else None
+
+
+def with_own_rope_tables(source: dict, own: dict) -> dict:
+    """`source` with the model's own RoPE tables (`own`: its state dict) in place of the
+    file's: they are computed for the image size the model was built at."""
+    return {k: own[k] if k in own and rope_table_block(k) is not None else v
+            for k, v in source.items()}
+
 
 def is_upstream_layout(state: dict) -> bool:
     return any(k.startswith(DETECTOR_PREFIX) for k in state)
@@ -155,8 +173,8 @@ def load_detector_weights(model: torch.nn.Module, path: str | os.PathLike, prese
     content, when the caller has read it already (read_weights_file)."""
     if blob is None:
         blob = read_weights_file(path, field)
-    source = detector_weights(state_dict_of(blob, path, field))
     own = model.state_dict()
+    source = with_own_rope_tables(detector_weights(state_dict_of(blob, path, field)), own)
     if not any(k.startswith(TRACKER_NECK_PREFIX) for k in own):
         source = {k: v for k, v in source.items() if not k.startswith(TRACKER_NECK_PREFIX)}
     problems = _fit_problems(own, source, f"{field}: {path} does not fit preset {preset!r}",
@@ -167,12 +185,15 @@ def load_detector_weights(model: torch.nn.Module, path: str | os.PathLike, prese
 
 
 def load_track_model_weights(model: torch.nn.Module, path: str | os.PathLike, preset: str,
-                             field: str = "model.init.path") -> None:
+                             field: str = "model.init.path", blob: object = None) -> None:
     """A TrackModel's tensors from an upstream sam3.pt (or our export) or a training
     checkpoint of ours. A file without tracker weights (a detector's) initialises the shared
-    backbone and leaves the tracker at its random init; other detector tensors are ignored."""
-    state = track_model_weights(read_state_dict(path, field))
+    backbone and leaves the tracker at its random init; other detector tensors are ignored.
+    `blob`: the file's content, when the caller has read it already (read_weights_file)."""
+    if blob is None:
+        blob = read_weights_file(path, field)
     own = model.state_dict()
+    state = with_own_rope_tables(track_model_weights(state_dict_of(blob, path, field)), own)
     tracker_keys = [k for k in own if k.startswith(TRACKER_PREFIX)]
     if not any(k in state for k in tracker_keys):
         print(f"{field}: {path} has no tracker weights; the tracker starts from random init",

@@ -8,12 +8,14 @@ the dims of a `Sam3Dims` preset.
 """
 from __future__ import annotations
 
+import torch
 from sam3.model.necks import Sam3DualViTDetNeck
 from sam3.model.position_encoding import PositionEmbeddingSine
-from sam3.model.vitdet import ViT
+from sam3.model.vitdet import Attention, ViT
 
 from sam3_video import compat
 from sam3_video.backbone.presets import PATCH_SIZE, Sam3Dims
+from sam3_video.weights import rope_table_block
 
 # Evaluation runs the backbone over at most this many frames of a video at once (detect
 # and track alike): a whole long video at 1008 px would not fit in GPU memory.
@@ -46,6 +48,33 @@ def build_vit(dims: Sam3Dims, image_size: int) -> ViT:
         retain_cls_token=False, ln_pre=True, ln_post=False, return_interm_layers=False,
         bias_patch_embed=False, compile_mode=None,
     )
+
+
+def trunk_rope_tables(dims: Sam3Dims, image_size: int) -> dict[int, torch.Tensor]:
+    """Block index -> the RoPE table of that block of a `dims` trunk built at `image_size`
+    (what build_vit's blocks hold), made by sam3's own Attention with build_vit's settings."""
+    grid = image_size // PATCH_SIZE
+    window = (dims.vit_window, dims.vit_window)
+    tables = {}
+    for is_global in (False, True):
+        attention = Attention(dims.vit_dim, num_heads=dims.vit_heads, use_rope=True,
+                              input_size=(grid, grid) if is_global else window,
+                              rope_pt_size=window, rope_interp=True)
+        tables[is_global] = attention.freqs_cis
+    return {i: tables[i in dims.vit_global_blocks] for i in range(dims.vit_depth)}
+
+
+def with_rope_tables(state: dict[str, torch.Tensor], dims: Sam3Dims,
+                     image_size: int) -> dict[str, torch.Tensor]:
+    """`state` (any layout) with every trunk RoPE table replaced by the one of a trunk at
+    `image_size`: weights trained at one size then fit a model built at another."""
+    tables = trunk_rope_tables(dims, image_size)
+    out = dict(state)
+    for key in state:
+        block = rope_table_block(key)
+        if block is not None:
+            out[key] = tables[block].clone()
+    return out
 
 
 def build_vision_backbone(dims: Sam3Dims, image_size: int,

@@ -1,5 +1,6 @@
 """Builders of the trainable tracker: tiny (random init, fast on a CPU) and `sam3` (the
-upstream architecture, initialised from an upstream sam3.pt).
+upstream architecture, initialised from an upstream sam3.pt). `build_job_model` is a track
+job's model: initial weights, what trains (freezing, model.lora's adapters).
 
 Mirrors sam3.model_builder._create_tracker_* with the dims of a preset: those functions
 hard-code 1008 px, and their PositionEmbeddingSine(precompute_resolution=1008) allocates on
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from sam3.model.decoder import TransformerDecoderLayerv2, TransformerEncoderCrossAttention
@@ -18,11 +20,14 @@ from sam3.model.model_misc import TransformerWrapper
 from sam3.model.vl_combiner import SAM3VLBackbone
 from sam3.sam.transformer import RoPEAttention
 
-from sam3_video import compat
+from sam3_video import compat, lora
 from sam3_video.backbone.presets import PATCH_SIZE, preset_dims
-from sam3_video.backbone.vision import build_vision_backbone, position_encoding
-from sam3_video.config import TrackConfig
+from sam3_video.backbone.vision import (build_vision_backbone, position_encoding,
+                                        set_trunk_checkpointing)
+from sam3_video.config import (ConfigError, FreezeConfig, LoraConfig, ModelConfig, TrackConfig,
+                               WeightsRef, weights_path)
 from sam3_video.tracker.model import Sam3TrackerTrain, TrackModel
+from sam3_video.weights import load_track_model_weights, read_weights_file
 
 # Upstream's tracker mask-decoder options (model_builder.build_tracker). They hold no
 # weights and act only in eval mode; using them here makes our evaluation match sam3's.
@@ -120,3 +125,60 @@ def set_trainable(model: TrackModel, train_trunk: bool = False, train_tracker_ne
         p.requires_grad_(train_tracker_neck)
     for p in model.tracker.parameters():
         p.requires_grad_(True)
+
+
+def build_job_model(cfg: ModelConfig, image_size: int, track: TrackConfig) -> TrackModel:
+    """A track job's TrackModel in train mode: built for cfg.preset, initial weights from
+    cfg.init.path (a track LoRA checkpoint's are its base with the adapters merged), the
+    trunk frozen unless track.train_trunk (model.freeze.vision_backbone freezes the tracker
+    neck too), model.freeze's patterns applied, then model.lora's adapters added."""
+    model = build_track_model(cfg.preset, image_size, track)
+    set_trunk_checkpointing(model.backbone.vision_backbone, cfg.activation_checkpointing)
+    if cfg.init is not None and cfg.init.path is not None:
+        path = weights_path(cfg.init.path, "model.init.path")
+        blob = read_weights_file(path, "model.init.path")
+        if lora.lora_of_checkpoint(blob) is not None:
+            blob = merged_lora_checkpoint(blob, image_size, "model.init.path")
+        load_track_model_weights(model, path, cfg.preset, blob=blob)
+        del blob
+    frozen = cfg.freeze.vision_backbone
+    set_trainable(model, train_trunk=track.train_trunk and not frozen,
+                  train_tracker_neck=track.train_backbone_neck and not frozen)
+    # model.freeze.include / exclude: name patterns over TrackModel's parameters
+    # (backbone.* and tracker.*); they only ever freeze more
+    lora.apply_freeze_patterns(model, cfg.freeze, model_name=f"{cfg.preset} track model")
+    if cfg.lora is not None:
+        lora.add_adapters(model, cfg.lora, model_name=f"{cfg.preset} track model")
+    return model.train()
+
+
+def merged_lora_checkpoint(blob: dict, image_size: int | None = None,
+                           field: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The TrackModel weights of a track job's LoRA checkpoint: its base rebuilt as the
+    trainer built it (the recorded model.init; a random init, or the tracker of a file
+    without one, under the run's seed), the adapters and other trained tensors loaded, the
+    adapters merged in. Plain TrackModel keys (`backbone.*`, `tracker.*`)."""
+    entry = lora.lora_of_checkpoint(blob)
+    config = blob.get("config") or {}
+    if config.get("task") != "track":
+        raise ConfigError([f"{field}: a LoRA checkpoint of a {config.get('task', 'detect')!r} "
+                           "job; a track job starts from a track job's LoRA checkpoint, or "
+                           "from weights exported by python -m sam3_video.export"])
+    base = entry["base"]
+    model_cfg = (config.get("model") or {})
+    base_cfg = ModelConfig(
+        preset=base["preset"],
+        init=WeightsRef.model_validate(base["init"]) if base["init"] is not None else None,
+        lora=LoraConfig.model_validate(entry["config"]),
+        freeze=FreezeConfig.model_validate(model_cfg.get("freeze") or {}),
+        activation_checkpointing=model_cfg.get("activation_checkpointing", True))
+    image_size = (image_size or (config.get("data") or {}).get("image_size")
+                  or preset_dims(base["preset"]).image_size)
+    track = TrackConfig.model_validate(config.get("track") or {})
+    with torch.random.fork_rng(devices=[]):
+        # the trainer's seed_everything(cfg.seed) before building the model
+        torch.manual_seed(base["seed"] if base["seed"] is not None else config.get("seed", 0))
+        model = build_job_model(base_cfg, image_size, track)
+    lora.load_trainable_state(model, blob["model"], field)
+    lora.merge_adapters(model)
+    return model.state_dict()

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import torch
 
+from sam3_video.lora import merged_state_dict
 from sam3_video.weights import TRACKER_PREFIX, to_upstream_layout
 
 
 def tracker_state_dict(model) -> dict[str, torch.Tensor]:
     """`tracker.*` keys in the upstream layout (what export writes for the tracker part).
-    `model` is a TrackModel, or the state dict of one."""
-    state = model if isinstance(model, dict) else model.state_dict()
+    `model` is a TrackModel (with LoRA adapters: merged, the model left as it is), or the
+    state dict of one."""
+    state = model if isinstance(model, dict) else merged_state_dict(model)
     return {k: v.detach().cpu() for k, v in state.items() if k.startswith(TRACKER_PREFIX)}
 
 
 def upstream_state_dict(model) -> dict[str, torch.Tensor]:
     """Everything a TrackModel holds, in the upstream layout: `tracker.*` plus the shared
     vision backbone as `detector.backbone.*`."""
-    return to_upstream_layout(model if isinstance(model, dict) else model.state_dict())
+    return to_upstream_layout(model if isinstance(model, dict) else merged_state_dict(model))
 
 
 def load_into_predictor(predictor, exported: dict[str, torch.Tensor]) -> None:

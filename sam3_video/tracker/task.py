@@ -1,7 +1,8 @@
 """The `track` task: training SAM3's tracker (memory and propagation) on video clips.
 
 Wires sam3_video.tracker to the trainer's Task interface (sam3_video.tasks): the model
-is the shared vision backbone (trunk frozen by default) plus Sam3TrackerTrain; a batch is a
+is the shared vision backbone (trunk frozen by default) plus Sam3TrackerTrain
+(sam3_video.tracker.build.build_job_model; model.lora puts adapters on it); a batch is a
 few clips with up to `track.max_objects` objects each; evaluation reports J&F of
 propagating a first-frame mask through held-out clips, with and without memory.
 """
@@ -13,9 +14,7 @@ import torch
 
 from sam3_video.backbone.presets import default_image_size
 from sam3_video.checks import config_problems
-from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path, weights_path
-from sam3_video.lora import apply_freeze_patterns
-from sam3_video.weights import load_track_model_weights
+from sam3_video.config import ConfigError, EvalConfig, TrainConfig, TrackConfig, data_path
 
 
 class TrackTask:
@@ -36,8 +35,6 @@ class TrackTask:
         if isinstance(self.cfg, TrainConfig) and self.cfg.data.frames_per_clip < 2:
             problems.append("data.frames_per_clip: tracking needs at least 2 frames per clip "
                             "(one to prompt, one to propagate to)")
-        if self.cfg.model.lora is not None:
-            problems.append("model.lora: LoRA adapters are supported for the detect task only")
         problems += config_problems(self.cfg)
         if problems:
             raise ConfigError(problems)
@@ -45,23 +42,9 @@ class TrackTask:
     # -- model and data ----------------------------------------------------------------
 
     def build_model(self) -> torch.nn.Module:
-        from sam3_video.backbone.vision import set_trunk_checkpointing
-        from sam3_video.tracker.build import build_track_model, set_trainable
+        from sam3_video.tracker.build import build_job_model
 
-        model = build_track_model(self.cfg.model.preset, self.image_size, self.track)
-        set_trunk_checkpointing(model.backbone.vision_backbone, self.cfg.model.activation_checkpointing)
-        init = self.cfg.model.init
-        if init is not None and init.path is not None:
-            load_track_model_weights(model, weights_path(init.path, "model.init.path"),
-                                     self.cfg.model.preset)
-        frozen = self.cfg.model.freeze.vision_backbone
-        set_trainable(model, train_trunk=self.track.train_trunk and not frozen,
-                      train_tracker_neck=self.track.train_backbone_neck and not frozen)
-        # model.freeze.include / exclude: name patterns over TrackModel's parameters
-        # (backbone.* and tracker.*); they only ever freeze more
-        apply_freeze_patterns(model, self.cfg.model.freeze,
-                              model_name=f"{self.cfg.model.preset} track model")
-        return model
+        return build_job_model(self.cfg.model, self.image_size, self.track)
 
     def train_dataset(self):
         from sam3_video.data import AugmentedClips, ClipAugment
@@ -95,9 +78,11 @@ class TrackTask:
         outputs = model(batch.images, list(batch.img_ids), batch.masks)
         return self._loss_fn(outputs, batch.masks)
 
-    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str,
+                 overlays_dir: Path | None = None) -> dict[str, float]:
         """J&F on `dataset_dir` (relative to DATA_ROOT) through sam3's predictor, with memory
-        and with memory disabled: {"j_and_f", "j", "f", "j_and_f_no_memory"}."""
+        and with memory disabled: {"j_and_f", "j", "f", "j_and_f_no_memory"}. Draws no
+        overlays (`overlays_dir` is for detect; track jobs' predict overlays show tracking)."""
         from sam3_video.tracker.evaluate import evaluate_track_model
 
         field = "data.val" if isinstance(self.cfg, TrainConfig) else "data.dataset"

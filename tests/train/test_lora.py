@@ -196,14 +196,6 @@ def test_lora_export_merges_and_evaluation_matches_the_trainers(launcher, runs_r
         assert value == pytest.approx(final[name], abs=1e-5), name
 
 
-def test_track_task_refuses_lora(launcher, runs_root):
-    cfg = tiny_train_config(task="track", model={"preset": "tiny", "lora": {}},
-                            data={"batch_size_per_gpu": 1})
-    proc = launcher.run("train", cfg, runs_root / "track")
-    assert proc.returncode == 2
-    assert "model.lora: LoRA adapters are supported for the detect task only" in proc.stderr
-
-
 def test_track_task_applies_freeze_patterns():
     from sam3_video.config import TrainConfig
     from sam3_video.tracker.task import TrackTask
