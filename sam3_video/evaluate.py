@@ -28,6 +28,7 @@ from sam3_video import distributed, exit_codes
 from sam3_video.config import ConfigError, EvalConfig, data_path, load_config_file
 from sam3_video.failures import report_failure
 from sam3_video.metrics_log import MetricsLog
+from sam3_video.overlays import write_comparison_sheets
 from sam3_video.run_layout import OVERLAYS_DIR, PREDICTIONS_FILE, RESULTS_FILE, write_json_atomic
 from sam3_video.sampler import seed_everything
 from sam3_video.tasks import get_task
@@ -75,33 +76,6 @@ def evaluate(cfg: EvalConfig, run_dir: Path, device: torch.device) -> dict[str, 
     log.write(0, {f"eval/{k}": v for k, v in metrics.items()})
     log.close()
     return metrics
-
-
-OVERLAY_VIDEOS = 2          # held-out videos drawn per evaluation
-OVERLAY_MIN_SCORE = 0.5     # masklets drawn: those the thresholded metrics count
-
-
-def write_comparison_sheets(out_dir: Path, root: Path, masklets: list[dict]) -> list[Path]:
-    """For the first OVERLAY_VIDEOS videos: `<video>_vs_truth.png`, the masklets scoring at
-    least OVERLAY_MIN_SCORE next to the ground truth."""
-    from sam3_video.data import load_native
-    from sam3_video.overlays import side_by_side, video_sheet
-
-    native = load_native(root)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for video_id in sorted(native.videos)[:OVERLAY_VIDEOS]:
-        # labelled by phrase alone, so a phrase has one colour in both halves
-        shown = [(native.categories[m["category_id"]], m["segmentations"])
-                 for m in masklets
-                 if m["video_id"] == video_id and m["score"] >= OVERLAY_MIN_SCORE]
-        sheet = side_by_side(video_sheet(native, video_id, shown), video_sheet(native, video_id),
-                             (f"prediction (score >= {OVERLAY_MIN_SCORE})", "ground truth"))
-        name = Path(native.videos[video_id].file_names[0]).parent.name or f"video_{video_id}"
-        path = out_dir / f"{name}_vs_truth.png"
-        sheet.save(path)
-        written.append(path)
-    return written
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,9 @@
     video_sheet(dataset, video_id, masklets=None) -> a contact sheet of a dataset's video,
                                                its ground truth or the given masklets drawn
     side_by_side(left, right, titles)       -> two sheets next to each other, captioned
+    write_comparison_sheets(out_dir, root, masklets) -> <video>_vs_truth.png for the first
+                                               held-out videos (evaluation jobs, and the final
+                                               evaluation of a training job)
 
 A label's colour comes from a fixed palette, picked by a hash of the label's text: the
 same masklet (or phrase) keeps its colour on every frame, in every file and every run.
@@ -250,3 +253,29 @@ def side_by_side(left: Image.Image, right: Image.Image, titles: tuple[str, str])
     for x, title in ((SHEET_GAP, titles[0]), (left.width + 2 * SHEET_GAP, titles[1])):
         draw.text((x, 3), title, fill=(235, 235, 235), font=font)
     return out
+
+
+OVERLAY_VIDEOS = 2          # held-out videos drawn per evaluation
+OVERLAY_MIN_SCORE = 0.5     # masklets drawn: those the thresholded metrics count
+
+
+def write_comparison_sheets(out_dir: Path, root: Path, masklets: list[dict]) -> list[Path]:
+    """For the first OVERLAY_VIDEOS videos: `<video>_vs_truth.png`, the masklets scoring at
+    least OVERLAY_MIN_SCORE next to the ground truth."""
+    from sam3_video.data import load_native  # the dataset reader pulls in torch
+
+    native = load_native(root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for video_id in sorted(native.videos)[:OVERLAY_VIDEOS]:
+        # labelled by phrase alone, so a phrase has one colour in both halves
+        shown = [(native.categories[m["category_id"]], m["segmentations"])
+                 for m in masklets
+                 if m["video_id"] == video_id and m["score"] >= OVERLAY_MIN_SCORE]
+        sheet = side_by_side(video_sheet(native, video_id, shown), video_sheet(native, video_id),
+                             (f"prediction (score >= {OVERLAY_MIN_SCORE})", "ground truth"))
+        name = Path(native.videos[video_id].file_names[0]).parent.name or f"video_{video_id}"
+        path = out_dir / f"{name}_vs_truth.png"
+        sheet.save(path)
+        written.append(path)
+    return written

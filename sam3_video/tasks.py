@@ -22,9 +22,11 @@ built from a TrainConfig or an EvalConfig and provides:
                                     each with .to_json() (written to predictions.json).
     score(predictions, root: Path) -> dict[str, float]
                                     metrics of those predictions against root's ground truth.
-    evaluate(model, dataset_dir) -> dict[str, float]
+    evaluate(model, dataset_dir, overlays_dir=None) -> dict[str, float]
                                     score(predict(...)) on a dataset path relative to
                                     DATA_ROOT; the trainer calls it on rank 0, no grad.
+                                    With overlays_dir (the final evaluation), a task that
+                                    draws (detect) puts prediction-vs-truth sheets there.
     find_unused_parameters: bool    passed to DistributedDataParallel.
 
 Register a new task in `TASKS` (its module is imported when a job of that task runs).
@@ -59,7 +61,8 @@ class Task(Protocol):
 
     def score(self, predictions: list, root: Path) -> dict[str, float]: ...
 
-    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]: ...
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str,
+                 overlays_dir: Path | None = None) -> dict[str, float]: ...
 
 
 def _detect_task() -> type:

@@ -5,7 +5,8 @@
 
 FILE is a TrainConfig (bare, or inside a job.json envelope). What is trained comes from
 the task (sam3_video.tasks); everything here is generic. Writes DIR/metrics.jsonl,
-DIR/tb/, DIR/checkpoints/step_XXXXXXX.pt and, with data.val, DIR/evaluation.json.
+DIR/tb/, DIR/checkpoints/step_XXXXXXX.pt and, with data.val, DIR/evaluation.json (and,
+detect, DIR/overlays/<video>_vs_truth.png drawn at the final evaluation).
 Resumes by itself from the newest checkpoint in DIR/checkpoints that loads.
 Exit codes: sam3_video.exit_codes (2 config/data, 3 out of memory, 74 disk full, 75 stopped
 by SIGTERM).
@@ -33,7 +34,7 @@ from sam3_video.config import ConfigError, TrainConfig, load_config_file
 from sam3_video.failures import report_failure
 from sam3_video.metrics_log import MetricsLog
 from sam3_video.optim import build_optimizer, build_scheduler, logged_group
-from sam3_video.run_layout import CHECKPOINT_DIR, EVALUATION_FILE, write_json_atomic
+from sam3_video.run_layout import CHECKPOINT_DIR, EVALUATION_FILE, OVERLAYS_DIR, write_json_atomic
 from sam3_video.sampler import ResumableSampler, SeededSamples, seed_everything
 from sam3_video.tasks import Task, get_task
 
@@ -218,7 +219,9 @@ class Trainer:
             saved = checkpoint.rng_states()
             self.model.eval()
             with torch.no_grad(), self.autocast():
-                results = self.task.evaluate(self.model, self.cfg.data.val)
+                # the final evaluation also draws what the model predicts next to the truth
+                overlays = self.run_dir / OVERLAYS_DIR if phase == "final" else None
+                results = self.task.evaluate(self.model, self.cfg.data.val, overlays_dir=overlays)
             self.model.train()
             checkpoint.restore_rng_states(saved)
             self.metrics.write(self.step, {f"val/{k}": v for k, v in results.items()}, phase=phase)

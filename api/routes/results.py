@@ -35,13 +35,6 @@ def _predict_job(job: jobstore.Job) -> None:
                             "predict jobs")
 
 
-def _overlay_job(job: jobstore.Job) -> None:
-    """Predict jobs draw their masklets; eval jobs draw prediction next to ground truth."""
-    if job.kind not in ("predict", "eval"):
-        raise ApiError(404, f"job {job.id} is {_a(job.kind)} job; overlays belong to predict "
-                            "and eval jobs")
-
-
 @functools.lru_cache(maxsize=8)
 def _read_predictions(path: str, mtime_ns: int, size: int) -> dict:
     """predictions.json, parsed once per file version (pages of one job read it again)."""
@@ -80,9 +73,9 @@ def _overlay_files(job: jobstore.Job, settings) -> dict[str, Path]:
 
 @router.get("/overlays", response_model=OverlayList, responses=responses(401, 404, 422))
 def list_overlays(job: VisibleJob, settings: SettingsDep) -> OverlayList:
-    """The overlay files of a predict job (the video with its masks drawn, .mp4, and a
-    contact sheet, .png) or of an eval job (prediction next to ground truth, .png)."""
-    _overlay_job(job)
+    """The overlay files of a job: a predict job's video with its masks drawn (.mp4) and
+    contact sheet (.png); an eval job's, or a detect training job's final evaluation,
+    prediction next to ground truth (.png)."""
     return OverlayList(job_id=job.id, overlays=[
         OverlayOut(name=name, url=f"/jobs/{job.id}/overlays/{name}", size_bytes=f.stat().st_size)
         for name, f in _overlay_files(job, settings).items()])
@@ -95,7 +88,6 @@ def list_overlays(job: VisibleJob, settings: SettingsDep) -> OverlayList:
 def download_overlay(name: str, request: Request, job: VisibleJob, settings: SettingsDep):
     """One overlay file, by the name the listing gives. Supports Range/If-Range (a video
     player seeks with them)."""
-    _overlay_job(job)
     path = _overlay_files(job, settings).get(name) if OVERLAY_NAME.match(name) else None
     if path is None:
         raise ApiError(404, f"overlay {name[:100]!r} of job {job.id} not found")

@@ -1,5 +1,5 @@
 // One job's page: header and actions, live loss and eval curves, base vs final evaluation,
-// log tail, checkpoints and (predict jobs) overlays.
+// log tail, checkpoints and overlays.
 import { ApiError, blobUrl, download, getJson, request, sendJson } from "./api.js";
 import { renderChart } from "./chart.js";
 import { bytes, duration, errorBox, h, number, stateBadge } from "./dom.js";
@@ -220,7 +220,6 @@ export function jobView(root, jobId) {
     await refreshJob();
     if (!job || stopped) return;
     const predict = job.kind === "predict"; // predict jobs have overlays, not curves
-    overlayBox.closest("section").hidden = !predict;
     for (const box of [lossSvg, evalSvg, evaluationBox, checkpointBox]) box.closest("section").hidden = predict;
     drawCharts();
     try {
@@ -232,7 +231,7 @@ export function jobView(root, jobId) {
     startFollowing();
     pollLog();
     loadCheckpoints();
-    if (job.kind === "predict") loadOverlays();
+    loadOverlays(); // eval jobs, and training jobs' final evaluation, draw prediction vs truth
   })();
 
   return () => {

@@ -97,7 +97,14 @@ class DetectTask:
         threshold = self.cfg.score_threshold if isinstance(self.cfg, EvalConfig) else 0.5
         return evaluate.score_video(detections, root, threshold)
 
-    def evaluate(self, model: torch.nn.Module, dataset_dir: str) -> dict[str, float]:
-        """Metrics on `dataset_dir` (relative to DATA_ROOT): score(predict(...))."""
+    def evaluate(self, model: torch.nn.Module, dataset_dir: str,
+                 overlays_dir: Path | None = None) -> dict[str, float]:
+        """Metrics on `dataset_dir` (relative to DATA_ROOT): score(predict(...)); with
+        `overlays_dir`, also the masklets next to the ground truth drawn there."""
+        from sam3_video.overlays import write_comparison_sheets
+
         root = data_path(dataset_dir, "data.val")
-        return self.score(self.predict(model, root), root)
+        video = self.score_video(self.predict(model, root), root)
+        if overlays_dir is not None:
+            write_comparison_sheets(overlays_dir, root, video["predictions"])
+        return video["metrics"]

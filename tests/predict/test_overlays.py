@@ -116,7 +116,7 @@ def test_eval_comparison_sheet_shows_prediction_next_to_ground_truth(tmp_path):
     """Ground truth fed as the prediction draws two identical halves; no prediction above
     the score bar leaves the prediction half undrawn (the raw frames)."""
     from sam3_video.data import load_native, write_synthetic
-    from sam3_video.evaluate import write_comparison_sheets
+    from sam3_video.overlays import write_comparison_sheets
     from sam3_video.metrics import predictions_from_ground_truth
     from sam3_video.overlays import video_sheet
 

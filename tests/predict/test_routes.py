@@ -146,8 +146,8 @@ def test_a_job_without_results_is_404_with_the_reason(client, auth):
     r = client.get(f"/jobs/{queued}/overlays", headers=auth["alice"])
     assert r.status_code == 404 and "no overlays yet" in r.json()["detail"]
     train = client.post("/jobs", json=train_body(), headers=auth["alice"]).json()["id"]
-    r = client.get(f"/jobs/{train}/overlays", headers=auth["alice"])
-    assert r.status_code == 404 and "is a train job" in r.json()["detail"]
+    r = client.get(f"/jobs/{train}/overlays", headers=auth["alice"])  # drawn at its final evaluation
+    assert r.status_code == 404 and "no overlays yet" in r.json()["detail"]
     evaluation = client.post("/jobs", json={"kind": "eval", "config": {
         "data": {"dataset": "synthetic-val"}, "gpus": 0}}, headers=auth["alice"]).json()["id"]
     r = client.get(f"/jobs/{evaluation}/overlays", headers=auth["alice"])  # eval jobs have them

@@ -37,6 +37,13 @@ def test_eval_of_a_checkpoint_matches_the_trainers_final_evaluation(launcher, ru
     for name, value in metrics.items():  # same weights, same clips: same numbers
         assert value == pytest.approx(final[name], abs=1e-6), name
 
+    # The final evaluation drew the same prediction-vs-truth sheet the eval job drew.
+    drawn = sorted(p.name for p in (train_dir / "overlays").iterdir())
+    assert drawn == ["video_000_vs_truth.png"], drawn
+    assert sorted(p.name for p in (eval_dir / "overlays").iterdir()) == drawn
+    assert ((train_dir / "overlays" / drawn[0]).read_bytes()
+            == (eval_dir / "overlays" / drawn[0]).read_bytes())
+
 
 def test_eval_example_with_random_init(launcher, runs_root):
     cfg = json.loads((REPO / "examples" / "eval_tiny.json").read_text())
