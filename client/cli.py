@@ -128,7 +128,8 @@ def read_spec(path: Path) -> dict:
         except json.JSONDecodeError as err:
             raise CliError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(config, dict):
-        raise CliError(f"{path}: expected a mapping of fields (a JSON object or YAML mapping)")
+        kind = "YAML mapping" if path.suffix.lower() in YAML_SUFFIXES else "JSON object"
+        raise CliError(f"{path}: expected a {kind}")
     return config
 
 
